@@ -1,0 +1,42 @@
+//! UCP KMS settings and the Kubernetes `EncryptionConfiguration` schema, validated exactly as
+//! kube-apiserver does for a chosen Kubernetes version.
+//!
+//! This is the bottom layer of ucp-kms: types and rules, no I/O. It depends on serde and a few
+//! parsers, never on the renderer, the host side or a runtime.
+//!
+//! - [`load_settings`] reads a whole UCP configuration file (TOML) and reports every problem of
+//!   its `[cluster_config]` `kms_*` keys at once, with line and column.
+//! - [`lint`] judges an EncryptionConfiguration file as kube-apiserver of a target version would
+//!   when loading it, with field paths in kube-apiserver's form.
+//!
+//! ```
+//! use kms_model::{KmsApiVersion, KubeVersion, load_settings};
+//!
+//! let toml = r#"
+//! [cluster_config]
+//! kms_enabled = true
+//! kms_name = "vault"
+//! kms_endpoint = "/run/kmsplugin/socket.sock"
+//! "#;
+//! let validated = load_settings(toml, KubeVersion::DEFAULT).expect("valid settings");
+//! assert_eq!(validated.settings.effective_api_version(KubeVersion::DEFAULT), KmsApiVersion::V2);
+//! ```
+
+pub mod diagnostic;
+pub mod duration;
+pub mod encryption;
+pub mod lint;
+pub mod settings;
+pub mod ucp;
+pub mod version;
+
+pub use diagnostic::{Diagnostic, LintError, Severity};
+pub use encryption::EncryptionConfiguration;
+pub use lint::{LintOptions, decode, lint, validate};
+pub use settings::{Endpoint, Invalid, KmsApiVersion, KmsSettings, Validated};
+pub use ucp::load_settings;
+pub use version::KubeVersion;
+
+/// The largest document any ucp-kms front end reads: a UCP configuration or an
+/// EncryptionConfiguration is a few kilobytes, so anything bigger is refused unread.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;

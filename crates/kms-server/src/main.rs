@@ -1,0 +1,3 @@
+//! `ucp-kms-server`: UCP's configuration API and a reconciler for the EncryptionConfiguration.
+
+fn main() {}
