@@ -15,7 +15,8 @@ use crate::Outcome;
 use crate::cli::{Cli, Command};
 
 /// The version line of `--version`: the crate version and, when known, the commit.
-pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("UCP_KMS_COMMIT"), ")");
 
 /// Runs the chosen command.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Outcome> {
