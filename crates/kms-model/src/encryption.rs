@@ -36,6 +36,18 @@ impl EncryptionConfiguration {
     pub fn new(resources: Vec<ResourceConfiguration>) -> Self {
         Self { api_version: API_VERSION.to_owned(), kind: KIND.to_owned(), resources }
     }
+
+    /// The configuration after kube-apiserver's defaulting: every kms block gets a timeout of
+    /// 3s, an `apiVersion` of `v1` when it has none, and a cachesize of 1000 when it is v1.
+    #[must_use]
+    pub fn with_defaults(&self) -> Self {
+        let mut config = self.clone();
+        let kms_blocks = config.resources.iter_mut().flat_map(|r| r.providers.iter_mut());
+        for kms in kms_blocks.filter_map(|p| p.kms.as_mut()) {
+            kms.apply_defaults();
+        }
+        config
+    }
 }
 
 /// Which providers protect a list of resources.
@@ -121,6 +133,13 @@ pub struct AesConfiguration {
     pub keys: Vec<Key>,
 }
 
+impl AesConfiguration {
+    /// A provider block with these keys.
+    pub fn new(keys: Vec<Key>) -> Self {
+        Self { keys }
+    }
+}
+
 /// Keys of a `secretbox` provider; the first key encrypts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretboxConfiguration {
@@ -129,12 +148,19 @@ pub struct SecretboxConfiguration {
     pub keys: Vec<Key>,
 }
 
+impl SecretboxConfiguration {
+    /// A provider block with these keys.
+    pub fn new(keys: Vec<Key>) -> Self {
+        Self { keys }
+    }
+}
+
 /// The empty `identity: {}` provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityConfiguration {}
 
 /// A named local key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Key {
     /// The key name, part of the storage prefix.
     #[serde(default)]
@@ -174,6 +200,9 @@ impl fmt::Display for Secret {
 }
 
 /// A `kms` provider block.
+///
+/// Its fields are kept as written, so that rendering writes only what was set; kube-apiserver's
+/// defaults come from [`KmsConfiguration::apply_defaults`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KmsConfiguration {
     /// `v1` or `v2`; kube-apiserver defaults an empty value to `v1`. Absent before 1.25.
@@ -191,4 +220,33 @@ pub struct KmsConfiguration {
     /// The per-call deadline as a Go duration (`3s`, `1m30s`); kube-apiserver defaults it to 3s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+}
+
+impl KmsConfiguration {
+    /// kube-apiserver's default timeout, as written in a kms block.
+    pub const DEFAULT_TIMEOUT: &'static str = "3s";
+    /// kube-apiserver's default cachesize for KMS v1.
+    pub const DEFAULT_CACHESIZE: i32 = 1000;
+
+    /// The `apiVersion` kube-apiserver uses: the field, or `v1` when absent or empty.
+    pub fn effective_api_version(&self) -> &str {
+        match self.api_version.as_deref() {
+            None | Some("") => "v1",
+            Some(version) => version,
+        }
+    }
+
+    /// kube-apiserver's defaulting, in its order: timeout, then apiVersion, then cachesize
+    /// (only for v1, so a v2 block keeps no cachesize).
+    pub fn apply_defaults(&mut self) {
+        if self.timeout.is_none() {
+            self.timeout = Some(Self::DEFAULT_TIMEOUT.to_owned());
+        }
+        if self.api_version.as_deref().is_none_or(str::is_empty) {
+            self.api_version = Some("v1".to_owned());
+        }
+        if self.cachesize.is_none() && self.api_version.as_deref() == Some("v1") {
+            self.cachesize = Some(Self::DEFAULT_CACHESIZE);
+        }
+    }
 }

@@ -54,6 +54,21 @@ impl KubeVersion {
         self.minor >= 29
     }
 
+    /// kube-apiserver has a `KMSv2` feature gate (1.25 to 1.31; it was removed in 1.32).
+    pub const fn has_kms_v2_gate(self) -> bool {
+        self.minor >= 25 && self.minor <= 31
+    }
+
+    /// The `KMSv2` gate is on by default (beta from 1.27).
+    pub const fn kms_v2_gate_default(self) -> bool {
+        self.minor >= 27
+    }
+
+    /// The `KMSv2` gate is locked on (generally available, 1.29 to 1.31).
+    pub const fn kms_v2_gate_locked(self) -> bool {
+        self.minor >= 29 && self.minor <= 31
+    }
+
     /// The kms block has an `apiVersion` field (1.25).
     pub const fn has_kms_api_version_field(self) -> bool {
         self.minor >= 25
@@ -109,10 +124,10 @@ impl FromStr for KubeVersion {
         let (Some("1"), Some(minor)) = (parts.next(), parts.next()) else {
             return Err(err());
         };
-        if let Some(patch) = parts.next() {
-            if patch.is_empty() || !patch.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(err());
-            }
+        if let Some(patch) = parts.next()
+            && (patch.is_empty() || !patch.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(err());
         }
         if parts.next().is_some() || minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit())
         {
