@@ -133,7 +133,8 @@ pub fn parse_go_duration(input: &str) -> Result<GoDuration, ParseDurationError> 
         }
         let mut value = whole * unit_nanos;
         if fraction.0 > 0 {
-            // Same float arithmetic as Go, so rounding matches: v += uint64(float64(f) * (unit / scale)).
+            // The same float arithmetic as Go, so that rounding matches:
+            // v += uint64(float64(f) * (float64(unit) / scale)).
             let extra = (fraction.0 as f64 * (unit_nanos as f64 / fraction.1)) as u64;
             value = value.checked_add(extra).ok_or_else(invalid)?;
             if value > 1u64 << 63 {

@@ -32,9 +32,9 @@ pub mod version;
 
 pub use diagnostic::{Diagnostic, LintError, Severity};
 pub use encryption::EncryptionConfiguration;
-pub use lint::{LintOptions, decode, lint, validate};
-pub use settings::{Endpoint, Invalid, KmsApiVersion, KmsSettings, Validated};
-pub use ucp::load_settings;
+pub use lint::{FeatureGateError, LintOptions, decode, lint, validate};
+pub use settings::{Endpoint, EndpointError, Invalid, KmsApiVersion, KmsSettings, Validated};
+pub use ucp::{load_settings, load_settings_bytes};
 pub use version::KubeVersion;
 
 /// The largest document any ucp-kms front end reads: a UCP configuration or an

@@ -33,6 +33,8 @@ use std::fmt;
 
 use crate::{EncryptionConfiguration, KubeVersion, LintError};
 
+pub(crate) use rules::{GroupResource, validate_resource_names, validate_resource_overlap};
+
 /// What kube-apiserver was started with, beyond the file itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LintOptions {

@@ -64,6 +64,24 @@ impl Endpoint {
     }
 }
 
+/// Why an endpoint was refused; says what is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EndpointError {
+    message: String,
+}
+
+/// Parses what `kms_endpoint` accepts: `/run/p.sock`, `unix:///run/p.sock`, `@name` or
+/// `unix:///@name`. Relative paths, `..` components, other schemes and paths too long for a
+/// socket address are refused.
+impl std::str::FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        crate::ucp::parse_endpoint(text).map_err(|message| EndpointError { message })
+    }
+}
+
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -13,10 +13,14 @@ use crate::encryption::{EncryptionConfiguration, Key, KmsConfiguration, Provider
 use crate::lint::url;
 use crate::{KubeVersion, LintError};
 
-const MORE_THAN_ONE_ELEMENT: &str = "more than one provider specified in a single element, should split into different list \
-     elements";
-const NO_PROVIDER: &str = "provider does not contain any of the expected providers: KMS, AESGCM, AESCBC, Secretbox, \
-     Identity";
+const MORE_THAN_ONE_ELEMENT: &str = concat!(
+    "more than one provider specified in a single element, ",
+    "should split into different list elements"
+);
+const NO_PROVIDER: &str = concat!(
+    "provider does not contain any of the expected providers: ",
+    "KMS, AESGCM, AESCBC, Secretbox, Identity"
+);
 const EVENTS_GROUP: &str = "'*.events.k8s.io' objects are stored using the 'events' API group \
                             in etcd. Use 'events' instead in the config file";
 const EXTENSIONS_GROUP: &str =

@@ -569,7 +569,8 @@ fn secrets_never_appear_in_errors_or_debug() {
     let secret = "cGFzc3dvcmQK";
     let text = format!(
         "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
-         - resources: [secrets]\n  providers:\n  - aescbc: {{keys: [{{name: k, secret: {secret}}}]}}\n"
+         - resources: [secrets]\n  providers:\n  \
+         - aescbc: {{keys: [{{name: k, secret: {secret}}}]}}\n"
     );
     let errors = lint_text(&text, LintOptions::default());
     assert_eq!(errors.len(), 1);
