@@ -7,6 +7,7 @@ use std::future::Future;
 use std::io;
 use std::time::{Duration, Instant};
 
+use kms_model::duration::format_go_duration;
 use kms_model::{Endpoint, KmsApiVersion};
 use serde::Serialize;
 use tonic::transport::Channel;
@@ -95,7 +96,7 @@ pub enum Diagnosis {
         reason: NoListener,
     },
     /// The plugin did not answer a call before its deadline.
-    #[error("no answer to {method} within {} (timeout)", GoDuration(*.timeout))]
+    #[error("no answer to {method} within {} (timeout)", format_go_duration(*.timeout))]
     Timeout {
         /// The method called.
         method: String,
@@ -557,22 +558,6 @@ fn expected_versions(api_version: KmsApiVersion) -> &'static str {
     }
 }
 
-/// A duration in the short form of Go and of `kms_timeout`: `3s`, `200ms`.
-struct GoDuration(Duration);
-
-impl fmt::Display for GoDuration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let duration = self.0;
-        if duration.subsec_nanos() == 0 {
-            write!(f, "{}s", duration.as_secs())
-        } else if duration.as_nanos().is_multiple_of(1_000_000) {
-            write!(f, "{}ms", duration.as_millis())
-        } else {
-            write!(f, "{duration:?}")
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,12 +579,5 @@ mod tests {
         let large = HashMap::from([("a.example.com".to_owned(), vec![0; 32 * 1024])]);
         let error = check_annotations(&large).unwrap_err();
         assert!(error.contains("32781 bytes"), "{error}");
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(GoDuration(Duration::from_secs(3)).to_string(), "3s");
-        assert_eq!(GoDuration(Duration::from_millis(200)).to_string(), "200ms");
-        assert_eq!(GoDuration(Duration::from_millis(1500)).to_string(), "1500ms");
     }
 }
