@@ -26,3 +26,8 @@ pub(crate) fn read_document(path: &Path) -> anyhow::Result<Vec<u8>> {
     }
     Ok(bytes)
 }
+
+/// How a file is named in results: as given on the command line, `<stdin>` for `-`.
+pub(crate) fn display_name(path: &Path) -> String {
+    if path == Path::new("-") { "<stdin>".to_owned() } else { path.display().to_string() }
+}
