@@ -1,3 +1,19 @@
-//! `ucp-kms-server`: UCP's configuration API and a reconciler for the EncryptionConfiguration.
+//! The `ucp-kms-server` binary: parses the command line and runs the server until a signal.
 
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kms_server::Cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match kms_server::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

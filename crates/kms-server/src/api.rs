@@ -1,0 +1,509 @@
+//! The HTTP API: UCP's configuration endpoints, the KMS endpoints, health and metrics.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use kms_model::{KubeVersion, MAX_DOCUMENT_BYTES};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::auth::{Tokens, bearer};
+use crate::error::{AppError, FieldError};
+use crate::metrics::{self, Metrics};
+use crate::reconcile::{self, Outcome};
+use crate::store::{Revision, Source, Store};
+
+/// Content type of UCP configuration documents.
+const TOML: &str = "application/toml";
+
+/// Everything the handlers share.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<Store>,
+    tokens: Tokens,
+    metrics: Metrics,
+    reconciler: reconcile::Handle,
+    options: ApiOptions,
+}
+
+/// Settings of the API itself.
+#[derive(Clone, Debug)]
+pub struct ApiOptions {
+    /// The Kubernetes version documents are validated for.
+    pub kubernetes_version: KubeVersion,
+    /// Whether `/metrics` is served without a token.
+    pub metrics_public: bool,
+    /// Host path of the installed EncryptionConfiguration, for the plan.
+    pub encryption_config: PathBuf,
+    /// How long a `PUT` waits for the reconcile of the revision it stored, to report it.
+    pub reconcile_wait: Duration,
+}
+
+impl AppState {
+    /// Bundles the parts the handlers need.
+    pub fn new(
+        store: Arc<Store>,
+        tokens: Tokens,
+        metrics: Metrics,
+        reconciler: reconcile::Handle,
+        options: ApiOptions,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { store, tokens, metrics, reconciler, options }) }
+    }
+}
+
+/// The name of the token that authenticated a request.
+#[derive(Clone, Debug)]
+pub struct Caller(pub String);
+
+/// The router with every route, authentication, metrics, tracing and the body limit.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/ucp/config-toml", get(get_config).put(put_config))
+        .route("/api/kms/encryption-config", get(get_encryption_config))
+        .route("/api/kms/plan", get(get_plan))
+        .route("/api/kms/status", get(get_status))
+        .route("/api/kms/history", get(get_history))
+        .route("/api/kms/rollback", post(post_rollback))
+        .route("/metrics", get(get_metrics))
+        .route("/_ping", get(ping))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_DOCUMENT_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        http.method = %request.method(),
+                        http.route = route_of(request),
+                        http.status = tracing::field::Empty,
+                        http.latency_ms = tracing::field::Empty,
+                    )
+                })
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, span: &Span| {
+                    span.record("http.status", response.status().as_u16());
+                    span.record("http.latency_ms", latency.as_secs_f64() * 1000.0);
+                    tracing::info!("answered");
+                })
+                .on_failure(()),
+        )
+        .with_state(state)
+}
+
+/// The route template of a request, `unmatched` for paths no route serves, so that metric
+/// labels and log fields never carry arbitrary client input.
+fn route_of(request: &Request) -> &str {
+    request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str)
+}
+
+/// Requests by route and status, with latency.
+async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = route_of(&request).to_owned();
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.inner.metrics.observe_request(&route, &method, status, started.elapsed());
+    response
+}
+
+/// Requires a valid bearer token on `/api/*`, and on `/metrics` unless it is public.
+async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let path = request.uri().path();
+    let guarded = path.starts_with("/api/")
+        || path == "/api"
+        || (path == "/metrics" && !state.inner.options.metrics_public);
+    if !guarded {
+        return Ok(next.run(request).await);
+    }
+    let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
+    let name = presented.and_then(|token| state.inner.tokens.check(token));
+    let Some(name) = name else { return Err(AppError::Unauthorized) };
+    let caller = Caller(name.to_owned());
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("no such route".to_owned())
+}
+
+fn no_config() -> AppError {
+    AppError::NotFound(
+        "no configuration has been stored yet; PUT one to /api/ucp/config-toml".to_owned(),
+    )
+}
+
+/// `GET /api/ucp/config-toml`: the current document as it was stored.
+async fn get_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let current = state.inner.store.lock().await.current().cloned().ok_or_else(no_config)?;
+    let etag = current.etag();
+    if if_none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let headers = [(header::CONTENT_TYPE, TOML.to_owned()), (header::ETAG, etag)];
+    Ok((headers, current.document.to_string()).into_response())
+}
+
+/// The answer of an accepted `PUT` or rollback.
+#[derive(Serialize)]
+struct Accepted {
+    message: String,
+    revision: u64,
+    warnings: Vec<String>,
+}
+
+/// `PUT /api/ucp/config-toml`: validate, store as a new revision, reconcile.
+async fn put_config(
+    State(state): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, AppError> {
+    let body = body.map_err(body_error)?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::bad_request(
+            "the request body is empty; expected a UCP configuration in TOML",
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|err| {
+        AppError::bad_request(format!(
+            "the request body is not UTF-8 text (invalid byte at offset {}); expected a UCP \
+             configuration in TOML",
+            err.valid_up_to()
+        ))
+    })?;
+    let warnings = check_document(&state, text)?;
+    store_and_reconcile(&state, &headers, text, &caller, Source::Put, warnings).await
+}
+
+/// Validates a document and its transition from the installed file; the warnings on success.
+fn check_document(state: &AppState, text: &str) -> Result<Vec<String>, AppError> {
+    let version = state.inner.options.kubernetes_version;
+    let validated =
+        kms_model::load_settings(text, version).map_err(|invalid| AppError::BadRequest {
+            message: format!(
+                "the configuration is invalid for Kubernetes {version}: {} problem(s); nothing \
+                 was stored",
+                invalid.errors.len()
+            ),
+            errors: invalid.errors.iter().map(FieldError::from).collect(),
+        })?;
+    let rendered = state.inner.reconciler.preview(&validated.settings).map_err(|message| {
+        AppError::BadRequest {
+            message: "the configuration cannot replace the installed EncryptionConfiguration \
+                      safely; nothing was stored"
+                .to_owned(),
+            errors: vec![FieldError {
+                field: "cluster_config".to_owned(),
+                message,
+                line: None,
+                column: None,
+            }],
+        }
+    })?;
+    let mut warnings: Vec<String> = validated.warnings.iter().map(ToString::to_string).collect();
+    warnings.extend(rendered.into_iter().flat_map(|rendered| rendered.warnings));
+    Ok(warnings)
+}
+
+/// Stores `text` as a new revision unless `If-Match` is stale, then reports the reconcile.
+async fn store_and_reconcile(
+    state: &AppState,
+    headers: &HeaderMap,
+    text: &str,
+    caller: &str,
+    source: Source,
+    warnings: Vec<String>,
+) -> Result<Response, AppError> {
+    let store = &state.inner.store;
+    let stored = {
+        // The lock covers the precondition and the write, so of two writers holding the same
+        // ETag exactly one wins, and writers without one are serialized.
+        let mut guard = store.lock().await;
+        check_if_match(headers, guard.current())?;
+        store.append(&mut guard, text, caller, source).map_err(AppError::internal)?
+    };
+    let revision = stored.meta.revision;
+    state.inner.metrics.config_revision.set(revision as i64);
+    tracing::info!(
+        config.revision = revision,
+        config.hash = %stored.meta.config_hash,
+        auth.token = caller,
+        "stored a new configuration revision"
+    );
+
+    let reconciler = &state.inner.reconciler;
+    reconciler.changed();
+    let outcome = match reconciler.wait_for(revision, state.inner.options.reconcile_wait).await {
+        Some(report) => report_sentence(&report),
+        None => "the reconcile is still running; see /api/kms/status".to_owned(),
+    };
+    let message = format!("configuration saved as revision {revision}; {outcome}");
+    let body = Accepted { message, revision, warnings };
+    Ok(([(header::ETAG, stored.etag())], Json(body)).into_response())
+}
+
+fn report_sentence(report: &reconcile::Report) -> String {
+    match report.outcome {
+        Outcome::Installed | Outcome::Unchanged | Outcome::NothingToInstall => {
+            report.message.clone()
+        }
+        _ => format!("not applied to this host: {}", report.message),
+    }
+}
+
+fn body_error(rejection: BytesRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::PayloadTooLarge { limit: MAX_DOCUMENT_BYTES }
+    } else {
+        AppError::bad_request(format!("cannot read the request body: {}", rejection.body_text()))
+    }
+}
+
+/// 412 unless `If-Match` is absent, `*` with a current revision, or names the current one.
+fn check_if_match(headers: &HeaderMap, current: Option<&Revision>) -> Result<(), AppError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(()) };
+    let value = value.to_str().unwrap_or_default();
+    let matched = match current {
+        None => false,
+        Some(current) => {
+            let etag = current.etag();
+            value.split(',').map(str::trim).any(|tag| tag == "*" || tag == etag)
+        }
+    };
+    if matched {
+        return Ok(());
+    }
+    let now = current.map_or_else(|| "no configuration".to_owned(), Revision::etag);
+    Err(AppError::PreconditionFailed(format!(
+        "If-Match does not name the current configuration (now {now}); GET it again, reapply \
+         your change and retry"
+    )))
+}
+
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let Some(value) = headers.get(header::IF_NONE_MATCH) else { return false };
+    let value = value.to_str().unwrap_or_default();
+    value.split(',').map(str::trim).any(|tag| tag == "*" || tag.trim_start_matches("W/") == etag)
+}
+
+/// `GET /api/kms/encryption-config`: the file the current configuration renders to.
+async fn get_encryption_config(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let report = state.inner.reconciler.report();
+    let (Some(yaml), Some(hash)) = (&report.desired, &report.desired_hash) else {
+        return Err(AppError::NotFound(format!(
+            "no EncryptionConfiguration to show: {}",
+            report.message
+        )));
+    };
+    let etag = format!("\"{hash}\"");
+    if if_none_match(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let headers = [(header::CONTENT_TYPE, "application/yaml".to_owned()), (header::ETAG, etag)];
+    Ok((headers, yaml.to_vec()).into_response())
+}
+
+/// The current revision's settings, validated for the target version.
+async fn current_settings(state: &AppState) -> Result<kms_model::KmsSettings, AppError> {
+    let current = state.inner.store.lock().await.current().cloned().ok_or_else(no_config)?;
+    let version = state.inner.options.kubernetes_version;
+    kms_model::load_settings(&current.document, version)
+        .map(|validated| validated.settings)
+        .map_err(|invalid| {
+            AppError::Unavailable(format!(
+                "revision {} is not valid for Kubernetes {version}: {}",
+                current.meta.revision,
+                invalid.errors.first().map(ToString::to_string).unwrap_or_default()
+            ))
+        })
+}
+
+/// `GET /api/kms/plan`: the API server's mounts and flags, as `ucp-kms plan --format json`.
+async fn get_plan(State(state): State<AppState>) -> Result<Response, AppError> {
+    let settings = current_settings(&state).await?;
+    let version = state.inner.options.kubernetes_version;
+    let mut options = kms_mount::plan::PlanOptions {
+        encryption_config: state.inner.options.encryption_config.clone(),
+        ..kms_mount::plan::PlanOptions::default()
+    };
+    let rendered = state.inner.reconciler.preview(&settings).map_err(AppError::Unavailable)?;
+    if let Some(rendered) = &rendered {
+        options = options.with_installed(&rendered.config);
+    }
+    let plan = kms_mount::plan::plan(&settings, version, &options)
+        .map_err(|err| AppError::Unavailable(err.to_string()))?;
+    Ok(Json(plan).into_response())
+}
+
+/// `GET /api/kms/status`: the host compared with the configuration, and the last reconcile.
+async fn get_status(State(state): State<AppState>) -> Result<Response, AppError> {
+    let report = state.inner.reconciler.report();
+    let file = state.inner.reconciler.file().clone();
+    let installed = tokio::task::spawn_blocking(move || file.read())
+        .await
+        .map_err(AppError::internal)?
+        .map_err(AppError::internal)?;
+    let installed_hash = installed.as_deref().map(kms_render::config_hash);
+    let in_sync = match (&installed_hash, &report.desired_hash) {
+        (Some(installed), Some(desired)) => installed == desired,
+        (None, None) => true,
+        _ => false,
+    };
+    let body = json!({
+        "revision": report.revision,
+        "kms_enabled": report.kms_enabled,
+        "encryption_config": {
+            "path": state.inner.reconciler.file().host_path(),
+            "installed": installed.is_some(),
+            "installed_hash": installed_hash,
+            "desired_hash": report.desired_hash,
+            "in_sync": in_sync,
+        },
+        "plugin": report.plugin,
+        "warnings": report.warnings,
+        "reconcile": {
+            "time": report.time,
+            "revision": report.revision,
+            "outcome": report.outcome,
+            "message": report.message,
+        },
+    });
+    Ok(Json(body).into_response())
+}
+
+/// `GET /api/kms/history`: every revision, oldest first.
+async fn get_history(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let guard = state.inner.store.lock().await;
+    Json(json!({
+        "current": guard.current().map(|current| current.meta.revision),
+        "revisions": guard.history(),
+    }))
+}
+
+/// The body of `POST /api/kms/rollback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    revision: u64,
+}
+
+/// `POST /api/kms/rollback`: makes an earlier revision current again, as a new revision.
+async fn post_rollback(
+    State(state): State<AppState>,
+    Extension(Caller(caller)): Extension<Caller>,
+    headers: HeaderMap,
+    body: Result<Json<RollbackRequest>, JsonRejection>,
+) -> Result<Response, AppError> {
+    let Json(request) = body.map_err(|rejection| {
+        AppError::bad_request(format!(
+            "expected a JSON body like {{\"revision\": 3}}: {}",
+            rejection.body_text()
+        ))
+    })?;
+    let old = {
+        let guard = state.inner.store.lock().await;
+        state.inner.store.read(&guard, request.revision).map_err(|err| match err {
+            crate::store::StoreError::NoSuchRevision(_) => AppError::NotFound(err.to_string()),
+            other => AppError::internal(other),
+        })?
+    };
+    let warnings = check_document(&state, &old.document)?;
+    let source = Source::Rollback { from: request.revision };
+    store_and_reconcile(&state, &headers, &old.document, &caller, source, warnings).await
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn get_metrics(State(state): State<AppState>) -> Response {
+    let text = state.inner.metrics.encode();
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE))], text)
+        .into_response()
+}
+
+/// Why the server is not ready, or `Ok` when it is: the store is readable and, with KMS
+/// enabled, the plugin passed the last preflight.
+async fn readiness(state: &AppState) -> Result<(), String> {
+    {
+        let store = &state.inner.store;
+        let guard = store.lock().await;
+        if let Some(current) = guard.current() {
+            store
+                .read(&guard, current.meta.revision)
+                .map_err(|err| format!("the store is not readable: {}", error_chain(&err)))?;
+        }
+    }
+    let report = state.inner.reconciler.report();
+    match report.outcome {
+        Outcome::Pending | Outcome::Failed | Outcome::Blocked => Err(report.message.clone()),
+        _ if report.kms_enabled && !report.plugin.as_ref().is_some_and(|p| p.healthy) => {
+            Err("the KMS plugin is not healthy".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `GET /_ping`: `OK` when healthy, 500 with the reason otherwise, as UCP's.
+async fn ping(State(state): State<AppState>) -> Response {
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "OK").into_response(),
+        Err(reason) => (StatusCode::INTERNAL_SERVER_ERROR, reason).into_response(),
+    }
+}
+
+/// `GET /healthz`: the process answers.
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: 200 when ready, 503 with the reason otherwise.
+async fn readyz(State(state): State<AppState>) -> Response {
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response()
+        }
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

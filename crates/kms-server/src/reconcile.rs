@@ -1,0 +1,664 @@
+//! The reconciler: keeps the installed EncryptionConfiguration equal to what the current
+//! configuration revision renders to, and puts it back when someone changes it.
+//!
+//! A full pass runs at start, after every accepted change and every `--resync`: render with the
+//! transition from the last file this process trusted, preflight the plugin when KMS is enabled,
+//! install, read back. A file that enables KMS is never installed while the preflight fails.
+//!
+//! A repair runs when the file watcher reports a change of the installed file: it restores the
+//! last file a full pass installed or verified, without a new preflight, because that exact file
+//! was already accepted and is what the API server runs with. The reconciler's own writes leave
+//! the file equal to that content, so they are recognised and cause no second write.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
+use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
+use kms_mount::plugin::{ProbeOptions, ProbeReport};
+use kms_render::Rendered;
+use notify::{RecursiveMode, Watcher};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What the last full pass concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// No pass has finished yet.
+    Pending,
+    /// No configuration has been stored yet; the host is left alone.
+    NoConfig,
+    /// KMS is disabled and no EncryptionConfiguration is installed: there is nothing to write.
+    NothingToInstall,
+    /// The installed file already was the rendered one.
+    Unchanged,
+    /// The rendered file was installed.
+    Installed,
+    /// The rendered file enables KMS but the preflight failed; nothing was written.
+    Blocked,
+    /// The pass could not complete; see the message.
+    Failed,
+}
+
+impl Outcome {
+    /// The spelling in JSON and in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::NoConfig => "no_config",
+            Self::NothingToInstall => "nothing_to_install",
+            Self::Unchanged => "unchanged",
+            Self::Installed => "installed",
+            Self::Blocked => "blocked",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Whether the host is as the configuration wants it.
+    pub const fn is_good(self) -> bool {
+        matches!(self, Self::NoConfig | Self::NothingToInstall | Self::Unchanged | Self::Installed)
+    }
+}
+
+/// The plugin's health as the last preflight saw it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PluginHealth {
+    /// The endpoint probed, as configured.
+    pub endpoint: String,
+    /// Whether kube-apiserver would accept the plugin.
+    pub healthy: bool,
+    /// Time spent in the probe's calls, in milliseconds.
+    pub latency_ms: f64,
+    /// Every problem found.
+    pub problems: Vec<String>,
+}
+
+/// The result of the last full pass.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// When the pass finished, RFC 3339 in UTC; empty while pending.
+    pub time: String,
+    /// The configuration revision the pass worked from.
+    pub revision: Option<u64>,
+    /// What it concluded.
+    pub outcome: Outcome,
+    /// Why, in one sentence.
+    pub message: String,
+    /// Whether the configuration enables KMS.
+    pub kms_enabled: bool,
+    /// `sha256:<hex>` of the file the configuration renders to, when it renders one.
+    pub desired_hash: Option<String>,
+    /// The plugin probe, when KMS is enabled.
+    pub plugin: Option<PluginHealth>,
+    /// Transition warnings of the rendering.
+    pub warnings: Vec<String>,
+    /// The rendered file.
+    #[serde(skip)]
+    pub desired: Option<Arc<[u8]>>,
+}
+
+impl Report {
+    fn pending() -> Self {
+        Self {
+            time: String::new(),
+            revision: None,
+            outcome: Outcome::Pending,
+            message: "the first reconcile has not finished yet".to_owned(),
+            kms_enabled: false,
+            desired_hash: None,
+            plugin: None,
+            warnings: Vec::new(),
+            desired: None,
+        }
+    }
+}
+
+/// Where and how the reconciler works.
+#[derive(Clone, Debug)]
+pub struct ReconcileOptions {
+    /// The directory host paths are interpreted under.
+    pub root: PathBuf,
+    /// Host path of the installed EncryptionConfiguration.
+    pub encryption_config: PathBuf,
+    /// The Kubernetes version rules apply for.
+    pub kubernetes_version: KubeVersion,
+    /// Period of the full pass when nothing else triggers one.
+    pub resync: Duration,
+    /// Shell command run after the installed file changed.
+    pub on_change: Option<String>,
+    /// How long the command may run.
+    pub on_change_timeout: Duration,
+}
+
+/// The requests a reconciler acts on.
+#[derive(Debug)]
+enum Trigger {
+    /// A new configuration revision was stored.
+    Changed,
+    /// The watcher saw a change in the installed file's directory.
+    FileEvent,
+}
+
+/// The side of the reconciler the API uses: trigger a pass, read or wait for its report.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    triggers: mpsc::UnboundedSender<Trigger>,
+    reports: watch::Receiver<Arc<Report>>,
+    trusted: Arc<Mutex<Option<Arc<[u8]>>>>,
+    version: KubeVersion,
+    file: OwnedFile,
+}
+
+impl Handle {
+    /// Asks for a full pass, for a newly stored revision.
+    pub fn changed(&self) {
+        let _ = self.triggers.send(Trigger::Changed);
+    }
+
+    /// The last full pass's report.
+    pub fn report(&self) -> Arc<Report> {
+        self.reports.borrow().clone()
+    }
+
+    /// Waits until a full pass has worked from `revision` or a newer one, at most `timeout`.
+    pub async fn wait_for(&self, revision: u64, timeout: Duration) -> Option<Arc<Report>> {
+        let mut reports = self.reports.clone();
+        let done = |report: &Arc<Report>| report.revision.is_some_and(|r| r >= revision);
+        let waited = tokio::time::timeout(timeout, reports.wait_for(done)).await;
+        match waited {
+            Ok(Ok(report)) => Some(report.clone()),
+            _ => None,
+        }
+    }
+
+    /// What `settings` would render to against the file the reconciler trusts now, so that a
+    /// configuration whose transition cannot be rendered is refused before it is stored.
+    ///
+    /// # Errors
+    ///
+    /// The rendering error, or the reason the trusted file cannot be read as an
+    /// EncryptionConfiguration.
+    pub fn preview(&self, settings: &KmsSettings) -> Result<Option<Rendered>, String> {
+        let trusted = self.trusted.lock().expect("trusted file lock").clone();
+        let previous = decode_trusted(trusted.as_deref(), self.version, &self.file)?;
+        kms_render::render(settings, self.version, previous.as_ref()).map_err(|e| e.to_string())
+    }
+
+    /// The installed file.
+    pub fn file(&self) -> &OwnedFile {
+        &self.file
+    }
+}
+
+/// The reconciler's own side: its state and the loop.
+pub struct Reconciler {
+    options: ReconcileOptions,
+    file: OwnedFile,
+    store: Arc<Store>,
+    metrics: Metrics,
+    triggers: mpsc::UnboundedReceiver<Trigger>,
+    sender: mpsc::UnboundedSender<Trigger>,
+    reports: watch::Sender<Arc<Report>>,
+    /// The file a full pass last installed or verified; repairs restore it and renders start
+    /// from it. Before the first pass, whatever is installed.
+    trusted: Arc<Mutex<Option<Arc<[u8]>>>>,
+    on_change_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler").field("file", &self.file).finish_non_exhaustive()
+    }
+}
+
+impl Reconciler {
+    /// Prepares a reconciler and the handle the API uses. Nothing runs until [`Reconciler::run`].
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError`] when the EncryptionConfiguration path is relative or names no file.
+    pub fn new(
+        options: ReconcileOptions,
+        store: Arc<Store>,
+        metrics: Metrics,
+    ) -> Result<(Self, Handle), InstallError> {
+        let file = OwnedFile::new(&options.root, &options.encryption_config)?;
+        let installed = match file.read() {
+            Ok(bytes) => bytes.map(Arc::from),
+            Err(err) => {
+                tracing::warn!(error = format!("{err:#}"), "cannot read the installed file");
+                None
+            }
+        };
+        let trusted = Arc::new(Mutex::new(installed));
+        let (sender, triggers) = mpsc::unbounded_channel();
+        let (reports, receiver) = watch::channel(Arc::new(Report::pending()));
+        let handle = Handle {
+            triggers: sender.clone(),
+            reports: receiver,
+            trusted: trusted.clone(),
+            version: options.kubernetes_version,
+            file: file.clone(),
+        };
+        let reconciler = Self {
+            options,
+            file,
+            store,
+            metrics,
+            triggers,
+            sender,
+            reports,
+            trusted,
+            on_change_lock: Arc::default(),
+        };
+        Ok((reconciler, handle))
+    }
+
+    /// Runs passes and repairs until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut watcher = self.new_watcher();
+        let mut resync = tokio::time::interval(self.options.resync);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = resync.tick() => self.full_pass().await,
+                Some(trigger) = self.triggers.recv() => match trigger {
+                    Trigger::Changed => self.full_pass().await,
+                    Trigger::FileEvent => {
+                        // An editor's save is several events; one check covers them all.
+                        while let Ok(Trigger::FileEvent) = self.triggers.try_recv() {}
+                        self.repair().await;
+                    }
+                },
+            }
+            self.watch_dir(&mut watcher);
+        }
+        tracing::debug!("reconciler stopped");
+    }
+
+    fn new_watcher(&self) -> Option<notify::RecommendedWatcher> {
+        let sender = self.sender.clone();
+        let name = self.file.path().file_name().map(ToOwned::to_owned);
+        let handler = move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if matches!(event.kind, notify::EventKind::Access(_)) {
+                return;
+            }
+            // The directory also holds the previous version and editors' swap files.
+            let ours = event.paths.iter().any(|path| path.file_name() == name.as_deref());
+            if ours {
+                let _ = sender.send(Trigger::FileEvent);
+            }
+        };
+        match notify::recommended_watcher(handler) {
+            Ok(watcher) => Some(watcher),
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    "cannot watch the installed file; repairs wait for the next resync"
+                );
+                None
+            }
+        }
+    }
+
+    /// Watches the file's directory, since the file itself is replaced by rename. Called after
+    /// every pass because the directory may have been created or re-created meanwhile.
+    fn watch_dir(&self, watcher: &mut Option<notify::RecommendedWatcher>) {
+        let Some(watcher) = watcher else { return };
+        let dir = self.file.dir();
+        if !dir.is_dir() {
+            return;
+        }
+        if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::debug!(error = %err, fs.dir = %dir.display(), "cannot watch directory");
+        }
+    }
+
+    #[tracing::instrument(name = "reconcile", skip_all)]
+    async fn full_pass(&mut self) {
+        let report = self.compute().await;
+        self.metrics.observe_reconcile(report.outcome.as_str());
+        match report.outcome {
+            Outcome::Failed | Outcome::Blocked => tracing::warn!(
+                reconcile.outcome = report.outcome.as_str(),
+                config.revision = report.revision,
+                "{}",
+                report.message
+            ),
+            _ => tracing::debug!(
+                reconcile.outcome = report.outcome.as_str(),
+                config.revision = report.revision,
+                "{}",
+                report.message
+            ),
+        }
+        self.reports.send_replace(Arc::new(report));
+    }
+
+    async fn compute(&mut self) -> Report {
+        let version = self.options.kubernetes_version;
+        let mut report = Report::pending();
+        let current = self.store.lock().await.current().cloned();
+        let Some(revision) = current else {
+            report.outcome = Outcome::NoConfig;
+            report.message = "no configuration has been stored yet".to_owned();
+            return finish(report);
+        };
+        report.revision = Some(revision.meta.revision);
+        self.metrics.config_revision.set(revision.meta.revision as i64);
+
+        let settings = match kms_model::load_settings(&revision.document, version) {
+            Ok(validated) => validated.settings,
+            Err(invalid) => {
+                let first = invalid.errors.first().map(ToString::to_string).unwrap_or_default();
+                return failed(
+                    report,
+                    format!(
+                        "revision {} is not valid for Kubernetes {version}: {first}",
+                        revision.meta.revision
+                    ),
+                );
+            }
+        };
+        report.kms_enabled = settings.enabled;
+
+        let trusted = self.trusted.lock().expect("trusted file lock").clone();
+        let previous = match decode_trusted(trusted.as_deref(), version, &self.file) {
+            Ok(previous) => previous,
+            Err(message) => return failed(report, message),
+        };
+        let rendered = match kms_render::render(&settings, version, previous.as_ref()) {
+            Ok(Some(rendered)) => rendered,
+            Ok(None) => {
+                self.metrics.plugin_healthy.set(-1);
+                report.outcome = Outcome::NothingToInstall;
+                report.message =
+                    "KMS is disabled and no EncryptionConfiguration is installed".to_owned();
+                return finish(report);
+            }
+            Err(err) => return failed(report, format!("cannot render: {err}")),
+        };
+        report.desired_hash = Some(rendered.hash.clone());
+        report.warnings.clone_from(&rendered.warnings);
+        report.desired = Some(Arc::from(rendered.yaml.as_slice()));
+
+        if settings.enabled {
+            let health = self.preflight(&settings).await;
+            let healthy = health.healthy;
+            let problem = health.problems.first().cloned().unwrap_or_default();
+            report.plugin = Some(health);
+            if !healthy {
+                report.outcome = Outcome::Blocked;
+                report.message = format!(
+                    "not installing an EncryptionConfiguration that enables KMS: the plugin \
+                     failed preflight: {problem}"
+                );
+                return finish(report);
+            }
+        } else {
+            self.metrics.plugin_healthy.set(-1);
+        }
+
+        match self.install(&rendered.yaml).await {
+            Ok(InstallOutcome::Unchanged) => {
+                report.outcome = Outcome::Unchanged;
+                report.message = format!("installed file is up to date ({})", rendered.hash);
+            }
+            Ok(_) => {
+                report.outcome = Outcome::Installed;
+                report.message = format!("installed EncryptionConfiguration {}", rendered.hash);
+                tracing::info!(
+                    fs.path = %self.file.path().display(),
+                    config.hash = %rendered.hash,
+                    "installed the EncryptionConfiguration"
+                );
+                self.run_on_change();
+            }
+            Err(message) => return failed(report, message),
+        }
+        finish(report)
+    }
+
+    /// Checks the plugin the configuration names, as kube-apiserver would.
+    async fn preflight(&self, settings: &KmsSettings) -> PluginHealth {
+        let Some(endpoint) = &settings.endpoint else {
+            return PluginHealth {
+                endpoint: String::new(),
+                healthy: false,
+                latency_ms: 0.0,
+                problems: vec!["kms_endpoint is not set".to_owned()],
+            };
+        };
+        let options = ProbeOptions {
+            api_version: settings.effective_api_version(self.options.kubernetes_version),
+            timeout: settings.effective_timeout(),
+            roundtrip: true,
+        };
+        let local = match endpoint.socket_path() {
+            Some(path) => kms_model::Endpoint::Path(
+                kms_mount::install::under_root(&self.options.root, path).display().to_string(),
+            ),
+            None => endpoint.clone(),
+        };
+        let started = Instant::now();
+        let probe: ProbeReport = kms_mount::plugin::probe(&local, &options).await;
+        self.metrics.probe_duration.observe(started.elapsed().as_secs_f64());
+        self.metrics.plugin_healthy.set(i64::from(probe.healthy));
+        PluginHealth {
+            endpoint: endpoint.to_string(),
+            healthy: probe.healthy,
+            latency_ms: probe.latency_ms(),
+            problems: probe.problems.clone(),
+        }
+    }
+
+    /// Installs `bytes`, reads them back and trusts them from now on.
+    async fn install(&self, bytes: &[u8]) -> Result<InstallOutcome, String> {
+        let file = self.file.clone();
+        let owned = bytes.to_vec();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<_, String> {
+            let outcome = file.install(&owned).map_err(|err| error_chain(&err))?;
+            match file.read() {
+                Ok(Some(read)) if read == owned => Ok(outcome),
+                Ok(_) => Err(format!(
+                    "\"{}\" does not hold what was just installed",
+                    file.path().display()
+                )),
+                Err(err) => Err(error_chain(&err)),
+            }
+        })
+        .await
+        .map_err(|err| format!("install task failed: {err}"))??;
+        *self.trusted.lock().expect("trusted file lock") = Some(Arc::from(bytes));
+        Ok(outcome)
+    }
+
+    /// Puts the trusted file back when the installed one differs from it in bytes or mode.
+    #[tracing::instrument(name = "repair", skip_all)]
+    async fn repair(&mut self) {
+        let Some(trusted) = self.trusted.lock().expect("trusted file lock").clone() else {
+            return;
+        };
+        // Only a file this process installed or verified is restored; before the first full
+        // pass the trusted file is merely what was found at start.
+        if self.reports.borrow().outcome == Outcome::Pending {
+            return;
+        }
+        let started = Instant::now();
+        let Some(difference) = difference(self.file.path(), &trusted) else { return };
+        match self.install(&trusted).await {
+            Ok(outcome) => {
+                self.metrics.drift_repairs.inc();
+                tracing::warn!(
+                    fs.path = %self.file.path().display(),
+                    drift.difference = %difference,
+                    repair.ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "the installed EncryptionConfiguration was changed outside ucp-kms; restored it"
+                );
+                if outcome != InstallOutcome::Unchanged {
+                    self.run_on_change();
+                }
+            }
+            Err(message) => tracing::error!(
+                fs.path = %self.file.path().display(),
+                error = %message,
+                "cannot restore the installed EncryptionConfiguration"
+            ),
+        }
+    }
+
+    /// Runs `--on-change` in the background, one run at a time, under its timeout.
+    fn run_on_change(&self) {
+        let Some(command) = self.options.on_change.clone() else { return };
+        let timeout = self.options.on_change_timeout;
+        let lock = self.on_change_lock.clone();
+        tokio::spawn(async move {
+            let _running = lock.lock().await;
+            run_command(&command, timeout).await;
+        });
+    }
+}
+
+/// The trusted file as an EncryptionConfiguration, `None` when nothing is installed.
+fn decode_trusted(
+    bytes: Option<&[u8]>,
+    version: KubeVersion,
+    file: &OwnedFile,
+) -> Result<Option<EncryptionConfiguration>, String> {
+    let Some(bytes) = bytes else { return Ok(None) };
+    kms_model::decode(bytes, version).map(Some).map_err(|errors| {
+        let first = errors.first().map(ToString::to_string).unwrap_or_default();
+        format!(
+            "the installed file \"{}\" is not an EncryptionConfiguration kube-apiserver {version} \
+             loads ({first}); fix or remove it so that no provider that wrote data is dropped",
+            file.path().display()
+        )
+    })
+}
+
+/// How the file at `path` differs from `expected`, or `None` when it does not.
+fn difference(path: &Path, expected: &[u8]) -> Option<String> {
+    let metadata = match fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(_) => return Some("file deleted".to_owned()),
+    };
+    if !metadata.is_file() {
+        return Some("replaced by something that is not a regular file".to_owned());
+    }
+    let bytes = fs::read(path).unwrap_or_default();
+    let mode = metadata.permissions().mode() & 0o7777;
+    let mut parts = Vec::new();
+    if bytes != expected {
+        let old = String::from_utf8_lossy(expected);
+        let new = String::from_utf8_lossy(&bytes);
+        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+        let (mut added, mut removed) = (0, 0);
+        for change in diff.iter_all_changes() {
+            match change.tag() {
+                similar::ChangeTag::Insert => added += 1,
+                similar::ChangeTag::Delete => removed += 1,
+                similar::ChangeTag::Equal => {}
+            }
+        }
+        parts.push(format!("{added} line(s) added, {removed} removed"));
+    }
+    if mode != FILE_MODE {
+        parts.push(format!("mode {mode:o}, expected {FILE_MODE:o}"));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// Runs `command` with `sh -c`, logging its exit status and output.
+async fn run_command(command: &str, timeout: Duration) {
+    let started = Instant::now();
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(err) => {
+            tracing::error!(on_change.command = command, error = %err, "cannot run --on-change");
+            return;
+        }
+    };
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(output)) => {
+            let stdout = bounded_text(&output.stdout);
+            let stderr = bounded_text(&output.stderr);
+            let ms = started.elapsed().as_millis() as u64;
+            if output.status.success() {
+                tracing::info!(
+                    on_change.command = command,
+                    on_change.status = %output.status,
+                    on_change.ms = ms,
+                    on_change.stdout = %stdout,
+                    on_change.stderr = %stderr,
+                    "--on-change finished"
+                );
+            } else {
+                tracing::error!(
+                    on_change.command = command,
+                    on_change.status = %output.status,
+                    on_change.ms = ms,
+                    on_change.stdout = %stdout,
+                    on_change.stderr = %stderr,
+                    "--on-change failed"
+                );
+            }
+        }
+        Ok(Err(err)) => {
+            tracing::error!(on_change.command = command, error = %err, "--on-change failed");
+        }
+        Err(_) => tracing::error!(
+            on_change.command = command,
+            on_change.timeout = %humantime::format_duration(timeout),
+            "--on-change did not finish in time and was killed"
+        ),
+    }
+}
+
+/// At most 4 KiB of a command's output, as text, for the log.
+fn bounded_text(bytes: &[u8]) -> String {
+    const LIMIT: usize = 4096;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(LIMIT)]).trim_end().to_owned();
+    if bytes.len() > LIMIT { format!("{text} [{} more bytes]", bytes.len() - LIMIT) } else { text }
+}
+
+fn finish(mut report: Report) -> Report {
+    report.time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    report
+}
+
+fn failed(mut report: Report, message: String) -> Report {
+    report.outcome = Outcome::Failed;
+    report.message = message;
+    finish(report)
+}
+
+/// `err` and its causes, as one line.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
