@@ -7,8 +7,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kms_model::{KubeVersion, LintOptions, lint, load_settings};
 
-/// The sample UCP 3.2.x configuration, every table of it, with a KMS plugin turned on.
-const UCP_CONFIG: &str = include_str!("fixtures/ucp-config-kms.toml");
+/// A copy of `examples/ucp-config.toml`: every table of a UCP 3.2.x export, KMS turned on.
+const UCP_CONFIG: &str = include_str!("fixtures/ucp-config.toml");
 
 /// Providers in the linted file: far more than any cluster carries, so the cost per provider
 /// shows.

@@ -9,8 +9,8 @@ use kms_model::encryption::EncryptionConfiguration;
 use kms_model::{KubeVersion, decode, load_settings};
 use kms_render::render;
 
-/// The sample UCP 3.2.x configuration, every table of it, with a KMS plugin turned on.
-const UCP_CONFIG: &str = include_str!("fixtures/ucp-config-kms.toml");
+/// A copy of `examples/ucp-config.toml`: every table of a UCP 3.2.x export, KMS turned on.
+const UCP_CONFIG: &str = include_str!("fixtures/ucp-config.toml");
 
 /// Providers in the installed file of the transition.
 const PREVIOUS_PROVIDERS: usize = 10;
