@@ -281,3 +281,18 @@ async fn plugin_errors_are_passed_on() {
     assert_eq!(report.diagnoses, [expected]);
     assert_eq!(report.calls[1].error.as_deref(), Some(report.problems[0].as_str()));
 }
+
+#[tokio::test]
+async fn long_healthz_is_cut_and_huge_answers_are_refused() {
+    let report = probe_v2(with_status("v2", &"x".repeat(2000), "kek-1"), false).await;
+    let [Diagnosis::Unhealthy { healthz }] = &report.diagnoses[..] else {
+        panic!("expected unhealthy, got {:?}", report.diagnoses);
+    };
+    assert!(healthz.ends_with("... (2000 bytes)") && healthz.len() < 600, "{healthz}");
+
+    let report = probe_v2(with_status("v2", &"x".repeat(1024 * 1024), "kek-1"), false).await;
+    let [Diagnosis::CallFailed { method, code, .. }] = &report.diagnoses[..] else {
+        panic!("expected a refused answer, got {:?}", report.diagnoses);
+    };
+    assert_eq!((method.as_str(), *code), ("Status", Code::OutOfRange));
+}

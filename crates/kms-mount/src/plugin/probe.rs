@@ -34,6 +34,13 @@ impl Default for ProbeOptions {
     }
 }
 
+/// The largest answer read from a plugin: the biggest valid one, an Encrypt answer with 32 KiB
+/// of annotations, fits many times over.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// The most of a plugin's own text (healthz, version, error message) a report repeats.
+const MAX_QUOTED_BYTES: usize = 512;
+
 /// kube-apiserver's deadline for a KMS call when the kms block sets no `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -305,14 +312,15 @@ impl<'a> Run<'a> {
     async fn v1(&mut self, channel: Channel) {
         use v1beta1::key_management_service_client::KeyManagementServiceClient;
 
-        let mut client = KeyManagementServiceClient::new(channel);
+        let mut client =
+            KeyManagementServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
         let version = v1beta1::VersionRequest { version: api::V1BETA1.to_owned() };
         let Some(answer) = self.call("Version", client.version(self.request(version))).await else {
             return;
         };
         if answer.version != api::V1BETA1 {
             self.problem(Diagnosis::WrongVersion {
-                got: answer.version.clone(),
+                got: quoted(&answer.version),
                 api_version: KmsApiVersion::V1,
             });
         }
@@ -342,7 +350,8 @@ impl<'a> Run<'a> {
     async fn v2(&mut self, channel: Channel) {
         use v2::key_management_service_client::KeyManagementServiceClient;
 
-        let mut client = KeyManagementServiceClient::new(channel);
+        let mut client =
+            KeyManagementServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES);
         let request = self.request(v2::StatusRequest {});
         let Some(status) = self.call("Status", client.status(request)).await else {
             return;
@@ -381,11 +390,11 @@ impl<'a> Run<'a> {
     /// The checks kube-apiserver applies to every Status answer.
     fn check_status(&mut self, status: &v2::StatusResponse) {
         if !api::V2_VERSIONS.contains(&status.version.as_str()) {
-            let got = status.version.clone();
+            let got = quoted(&status.version);
             self.problem(Diagnosis::WrongVersion { got, api_version: KmsApiVersion::V2 });
         }
         if status.healthz != api::HEALTHZ_OK {
-            self.problem(Diagnosis::Unhealthy { healthz: status.healthz.clone() });
+            self.problem(Diagnosis::Unhealthy { healthz: quoted(&status.healthz) });
         }
         if status.key_id.is_empty() {
             self.problem(Diagnosis::KeyIdEmpty);
@@ -429,7 +438,8 @@ impl<'a> Run<'a> {
     ) -> Option<T> {
         let started = Instant::now();
         let outcome = tokio::time::timeout(self.options.timeout, call).await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        // Microsecond precision: finer digits are noise, and they make JSON hard to read.
+        let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
         let failure = match outcome {
             Ok(Ok(answer)) => {
                 let record =
@@ -467,7 +477,7 @@ impl<'a> Run<'a> {
         Diagnosis::CallFailed {
             method: method.to_owned(),
             code: status.code(),
-            message: status.message().to_owned(),
+            message: quoted(status.message()),
         }
     }
 
@@ -551,6 +561,15 @@ fn probe_uid() -> String {
     format!("ucp-kms-probe-{hex}")
 }
 
+/// The plugin's text, cut to [`MAX_QUOTED_BYTES`] so that a faulty plugin cannot flood reports.
+fn quoted(text: &str) -> String {
+    if text.len() <= MAX_QUOTED_BYTES {
+        return text.to_owned();
+    }
+    let cut = (0..=MAX_QUOTED_BYTES).rev().find(|at| text.is_char_boundary(*at)).unwrap_or(0);
+    format!("{}... ({} bytes)", &text[..cut], text.len())
+}
+
 fn expected_versions(api_version: KmsApiVersion) -> &'static str {
     match api_version {
         KmsApiVersion::V1 => "\"v1beta1\"",
@@ -570,6 +589,13 @@ mod tests {
         assert!(!is_fully_qualified_domain_name("Upper.example.com"));
         assert!(!is_fully_qualified_domain_name("-dash.example.com"));
         assert!(!is_fully_qualified_domain_name("a..b"));
+    }
+
+    #[test]
+    fn long_plugin_text_is_cut() {
+        assert_eq!(quoted("kms unavailable"), "kms unavailable");
+        let long = quoted(&"é".repeat(1000));
+        assert!(long.ends_with("... (2000 bytes)") && long.len() <= 530, "{long}");
     }
 
     #[test]
