@@ -1,41 +1,101 @@
 //! `cargo xtask ci`: every check CI makes, in the order a developer would run them.
 //!
-//! Format, clippy, the tests, the docs, then the tests marked `#[ignore = "needs <tool>"]`
-//! whose tool this machine has. Every step runs even when an earlier one failed, so one run
-//! shows everything that is wrong.
+//! Format, clippy, the tests, the tests marked `#[ignore = "needs <tool>"]` whose tool this
+//! machine has, then the docs. Every step runs even when an earlier one failed, so one run shows
+//! everything that is wrong. The last line counts the tests: `tests: N passed, N failed, N
+//! skipped`.
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
+use std::process::{Command, Stdio};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
-use crate::{cargo, project_root, run as run_command, tidy};
+use crate::{cargo, display, project_root, run as run_command, tidy};
 
 /// Runs every check and fails if any failed.
 pub(crate) fn run() -> anyhow::Result<()> {
     let mut failed = Vec::new();
-    let mut step = |name: &'static str, result: anyhow::Result<()>| {
+    let mut check = |name: &'static str, result: anyhow::Result<()>| {
         if let Err(err) = result {
             eprintln!("ci: {name} failed: {err:#}");
             failed.push(name);
         }
     };
 
-    step("fmt", run_command(&mut cargo(["fmt", "--all", "--check"])));
-    step(
+    check("fmt", run_command(&mut cargo(["fmt", "--all", "--check"])));
+    check(
         "clippy",
         run_command(&mut cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
     );
-    step("test", run_command(&mut cargo(["test", "--workspace"])));
-    step(
+    let mut tests = Tally::default();
+    check("test", run_tests(&mut cargo(["test", "--workspace"]), &mut tests));
+    let mut ignored = Tally::default();
+    check("ignored tests", ignored_tests(&project_root(), &mut ignored));
+    check(
         "doc",
         run_command(cargo(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings")),
     );
-    step("ignored tests", ignored_tests(&project_root()));
 
+    // Ignored tests are counted by the first run; those the second run ran are not skipped.
+    let ran_ignored = ignored.passed + ignored.failed;
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        tests.passed + ignored.passed,
+        tests.failed + ignored.failed,
+        tests.ignored.saturating_sub(ran_ignored),
+    );
     if !failed.is_empty() {
         bail!("ci failed: {}", failed.join(", "));
     }
-    eprintln!("ci: all checks passed");
+    Ok(())
+}
+
+/// Test counts summed over the `test result:` lines of a cargo test run.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) passed: u64,
+    pub(crate) failed: u64,
+    pub(crate) ignored: u64,
+}
+
+impl Tally {
+    /// Adds the counts of one libtest summary line, if `line` is one.
+    pub(crate) fn add_line(&mut self, line: &str) {
+        let Some(counts) = line.trim().strip_prefix("test result: ") else { return };
+        for part in counts.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(number)) = (words.next(), words.next()) else { continue };
+            let Ok(number) = number.parse::<u64>() else { continue };
+            match kind {
+                "passed" => self.passed += number,
+                "failed" => self.failed += number,
+                "ignored" => self.ignored += number,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs a cargo test command, passing its output through and counting its results.
+fn run_tests(command: &mut Command, tally: &mut Tally) -> anyhow::Result<()> {
+    eprintln!("$ {}", display(command));
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {}", display(command)))?;
+    let stdout = child.stdout.take().context("test output is not piped")?;
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("reading test output")?;
+        tally.add_line(&line);
+        writeln!(out, "{line}")?;
+    }
+    drop(out);
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed with {status}", display(command));
+    }
     Ok(())
 }
 
@@ -49,7 +109,7 @@ pub(crate) struct IgnoredTest {
 }
 
 /// Runs the ignored tests whose needs are met here, and says which ones it leaves out.
-fn ignored_tests(root: &Path) -> anyhow::Result<()> {
+fn ignored_tests(root: &Path, tally: &mut Tally) -> anyhow::Result<()> {
     let mut tests = Vec::new();
     for file in tidy::rust_files(root)? {
         let text = std::fs::read_to_string(&file)?;
@@ -75,7 +135,7 @@ fn ignored_tests(root: &Path) -> anyhow::Result<()> {
     for test in &missing {
         command.args(["--skip", &test.name]);
     }
-    run_command(&mut command)
+    run_tests(&mut command, tally)
 }
 
 /// Finds `#[ignore = "needs <what>"]` tests and the name of the function each one marks.
@@ -163,6 +223,24 @@ mod tests {
                 IgnoredTest { name: "chowns_the_socket_dir".into(), needs: "root".into() },
             ]
         );
+    }
+
+    #[test]
+    fn test_result_lines_are_counted() {
+        let mut tally = Tally::default();
+        for line in [
+            "running 3 tests",
+            "test a ... ok",
+            "test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; \
+             finished in 0.01s",
+            "test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 3 filtered out; \
+             finished in 1.20s",
+            "   Doc-tests kms_model",
+            "test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out",
+        ] {
+            tally.add_line(line);
+        }
+        assert_eq!(tally, Tally { passed: 7, failed: 2, ignored: 1 });
     }
 
     #[test]
