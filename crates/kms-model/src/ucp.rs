@@ -77,13 +77,21 @@ pub fn load_settings(toml: &str, version: KubeVersion) -> Result<Validated, Inva
     }
 }
 
-/// [`load_settings`] for raw bytes, which must be UTF-8 like every TOML file.
+/// [`load_settings`] for a file's raw bytes, which must be UTF-8 like every TOML file.
+///
+/// An empty file is refused here, although it is valid TOML: a configuration export never is
+/// empty, so an empty file means the export or the copy failed.
 ///
 /// # Errors
 ///
-/// [`Invalid`] when the bytes are not UTF-8 (placed at the first bad byte), and every problem
-/// [`load_settings`] reports.
+/// [`Invalid`] when the file is empty or not UTF-8 (placed at the first bad byte), and every
+/// problem [`load_settings`] reports.
 pub fn load_settings_bytes(bytes: &[u8], version: KubeVersion) -> Result<Validated, Invalid> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        let message = "the file is empty; expected a UCP configuration (TOML) as \
+                       GET /api/ucp/config-toml exports it";
+        return Err(Invalid { errors: vec![Diagnostic::error("", message)], warnings: vec![] });
+    }
     match std::str::from_utf8(bytes) {
         Ok(text) => load_settings(text, version),
         Err(err) => {

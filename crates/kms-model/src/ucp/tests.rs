@@ -359,6 +359,10 @@ fn bad_bytes_are_invalid_not_a_panic() {
     let garbage: Vec<u8> =
         (0..2048u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8).collect();
     assert!(load_settings_bytes(&garbage, v(36)).is_err());
+    for empty in [&b""[..], b" \n\t\n"] {
+        let invalid = load_settings_bytes(empty, v(36)).unwrap_err();
+        assert!(invalid.errors[0].message.starts_with("the file is empty"));
+    }
     let big = "#".repeat(MAX_DOCUMENT_BYTES + 1);
     assert!(load_settings(&big, v(36)).unwrap_err().errors[0].message.contains("more than"));
 }
