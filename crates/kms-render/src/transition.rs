@@ -168,15 +168,16 @@ fn warn_endpoint_move(
     installed: &[ResourceConfiguration],
     warnings: &mut Vec<String>,
 ) {
-    let mut moved: Vec<&str> = installed_kms(installed)
-        .filter(|old| old.name == kms.name && old.endpoint != kms.endpoint)
-        .map(|old| old.endpoint.as_str())
-        .collect();
-    moved.dedup();
+    let mut moved: Vec<&str> = Vec::new();
+    for old in installed_kms(installed).filter(|old| old.name == kms.name) {
+        if old.endpoint != kms.endpoint && !moved.contains(&old.endpoint.as_str()) {
+            moved.push(&old.endpoint);
+        }
+    }
     for old in moved {
         warnings.push(format!(
-            "endpoint moved under the same name: kms \"{}\" moves from \"{old}\" to \"{}\"; data it \
-             wrote stays readable only if the plugin at the new endpoint holds the same key",
+            "endpoint moved under the same name: kms \"{}\" moves from \"{old}\" to \"{}\"; \
+             data it wrote stays readable only if the plugin at the new endpoint has the same key",
             kms.name, kms.endpoint,
         ));
     }
@@ -229,5 +230,110 @@ fn quoted_list(names: &[&String]) -> String {
         Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
         Some((last, _)) => last.clone(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kms_model::encryption::{AesConfiguration, Key, Secret};
+
+    use super::*;
+
+    fn kms(name: &str) -> ProviderConfiguration {
+        ProviderConfiguration::kms(KmsConfiguration {
+            api_version: Some("v2".to_owned()),
+            name: name.to_owned(),
+            endpoint: format!("unix:///run/{name}.sock"),
+            ..KmsConfiguration::default()
+        })
+    }
+
+    fn aescbc() -> ProviderConfiguration {
+        let key = Key { name: "k1".to_owned(), secret: Secret::new("c2VjcmV0IGlzIHNlY3VyZQ==") };
+        ProviderConfiguration {
+            aescbc: Some(AesConfiguration::new(vec![key])),
+            ..Default::default()
+        }
+    }
+
+    fn entry(resources: &[&str], providers: &[ProviderConfiguration]) -> ResourceConfiguration {
+        ResourceConfiguration {
+            resources: resources.iter().map(|r| (*r).to_owned()).collect(),
+            providers: providers.to_vec(),
+        }
+    }
+
+    fn block(provider: ProviderConfiguration) -> KmsConfiguration {
+        provider.kms.unwrap()
+    }
+
+    #[test]
+    fn disable_touches_only_entries_written_through_kms() {
+        let identity = ProviderConfiguration::identity();
+        let installed = [
+            entry(&["secrets"], &[kms("vault"), aescbc(), identity.clone()]),
+            entry(&["configmaps"], &[aescbc(), identity.clone()]),
+            entry(&["pods"], &[identity.clone(), kms("old")]),
+        ];
+        let transition = disable(&installed);
+        assert_eq!(
+            transition.resources,
+            [
+                entry(&["secrets"], &[identity.clone(), kms("vault"), aescbc()]),
+                installed[1].clone(),
+                installed[2].clone(),
+            ]
+        );
+        assert_eq!(transition.warnings.len(), 1, "{:?}", transition.warnings);
+    }
+
+    #[test]
+    fn same_name_is_replaced_in_place_and_identity_goes_last() {
+        let identity = ProviderConfiguration::identity();
+        let installed = [entry(&["secrets"], &[identity.clone(), kms("old"), kms("vault")])];
+        let mut moved = block(kms("vault"));
+        moved.endpoint = "unix:///run/elsewhere.sock".to_owned();
+
+        let transition = enable(moved.clone(), &["secrets".to_owned()], &installed).unwrap();
+        let expected = [ProviderConfiguration::kms(moved), kms("old"), identity];
+        assert_eq!(transition.resources, [entry(&["secrets"], &expected)]);
+        assert!(transition.warnings.iter().any(|w| w.starts_with("endpoint moved")));
+    }
+
+    #[test]
+    fn a_wildcard_that_joins_the_kms_entry_takes_what_it_masks() {
+        let identity = ProviderConfiguration::identity();
+        let installed = [
+            entry(&["secrets"], &[aescbc(), identity.clone()]),
+            entry(&["*."], &[kms("vault"), identity.clone()]),
+        ];
+        // configmaps was written through "*.", so vault must stay for it; vault may be in one
+        // entry only, so "*." joins the kms entry, and secrets would be masked behind it.
+        let transition = enable(block(kms("hsm")), &["configmaps".to_owned()], &installed).unwrap();
+        assert_eq!(
+            transition.resources,
+            [entry(&["*."], &[kms("hsm"), kms("vault"), aescbc(), identity])]
+        );
+        assert!(transition.warnings[0].starts_with("\"*.\" is not in kms_resources"));
+    }
+
+    #[test]
+    fn an_unrelated_entry_keeps_its_place() {
+        let installed = [entry(&["configmaps"], &[aescbc()])];
+        let transition = enable(block(kms("vault")), &["secrets".to_owned()], &installed).unwrap();
+        let identity = ProviderConfiguration::identity();
+        assert_eq!(
+            transition.resources,
+            [entry(&["secrets"], &[kms("vault"), identity]), installed[0].clone()]
+        );
+        assert!(transition.warnings.is_empty(), "{:?}", transition.warnings);
+    }
+
+    #[test]
+    fn lists_read_as_prose() {
+        let names = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        assert_eq!(quoted_list(&[&names[0]]), "\"a\"");
+        assert_eq!(quoted_list(&[&names[0], &names[1]]), "\"a\" and \"b\"");
+        assert_eq!(quoted_list(&names.iter().collect::<Vec<_>>()), "\"a\", \"b\" and \"c\"");
     }
 }
