@@ -206,3 +206,10 @@ fn hostile_input_is_rejected_without_a_panic() {
 
     assert_eq!(lint("missing.yaml", &[]).status.code(), Some(2));
 }
+
+#[test]
+fn help() {
+    let output = ucp_kms(&["lint", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    snapshot("lint_help", &stdout(&output));
+}

@@ -199,3 +199,10 @@ fn refuses_an_unsupported_kubernetes_version() {
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("1.14 to 1.36"), "{}", stderr(&output));
 }
+
+#[test]
+fn help() {
+    let output = ucp_kms(&["validate", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    snapshot("validate_help", &stdout(&output));
+}
