@@ -5,6 +5,7 @@
 //! rustfmt and clippy do not.
 
 mod archive;
+mod bench;
 mod ci;
 mod dist;
 mod release;
@@ -28,6 +29,9 @@ struct Xtask {
 
 #[derive(Debug, Subcommand)]
 enum Task {
+    /// Measure the release binaries against their floors (cat, nginx, fsync); writes
+    /// target/bench/report.json and fails when a target is missed.
+    Bench(bench::BenchArgs),
     /// Format check, clippy, tests and docs: everything CI checks.
     Ci,
     /// Build the release tarball and SHA256SUMS under target/dist.
@@ -41,6 +45,7 @@ enum Task {
 fn main() -> ExitCode {
     let task = Xtask::parse();
     let result = match task.command {
+        Task::Bench(args) => bench::run(&args),
         Task::Ci => ci::run(),
         Task::Dist => dist::run().map(|_| ()),
         Task::Release(args) => release::run(&args),
