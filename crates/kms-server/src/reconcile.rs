@@ -410,7 +410,17 @@ impl Reconciler {
             self.metrics.plugin_healthy.set(-1);
         }
 
-        match self.install(&rendered.yaml).await {
+        let installed = self.install(&rendered.yaml).await;
+        if installed.is_ok() && !self.verify(&rendered.yaml) {
+            return failed(
+                report,
+                format!(
+                    "\"{}\" changed again right after the install; the repair puts it back",
+                    self.file.path().display()
+                ),
+            );
+        }
+        match installed {
             Ok(InstallOutcome::Unchanged) => {
                 report.outcome = Outcome::Unchanged;
                 report.message = format!("installed file is up to date ({})", rendered.hash);
@@ -463,25 +473,22 @@ impl Reconciler {
         }
     }
 
-    /// Installs `bytes`, reads them back and trusts them from now on.
+    /// Installs `bytes` and trusts them from now on.
     async fn install(&self, bytes: &[u8]) -> Result<InstallOutcome, String> {
         let file = self.file.clone();
         let owned = bytes.to_vec();
-        let outcome = tokio::task::spawn_blocking(move || -> Result<_, String> {
-            let outcome = file.install(&owned).map_err(|err| error_chain(&err))?;
-            match file.read() {
-                Ok(Some(read)) if read == owned => Ok(outcome),
-                Ok(_) => Err(format!(
-                    "\"{}\" does not hold what was just installed",
-                    file.path().display()
-                )),
-                Err(err) => Err(error_chain(&err)),
-            }
-        })
-        .await
-        .map_err(|err| format!("install task failed: {err}"))??;
+        let outcome = tokio::task::spawn_blocking(move || file.install(&owned))
+            .await
+            .map_err(|err| format!("install task failed: {err}"))?
+            .map_err(|err| error_chain(&err))?;
         *self.trusted.lock().expect("trusted file lock") = Some(Arc::from(bytes));
         Ok(outcome)
+    }
+
+    /// Whether the installed file now holds `bytes`; `false` also when someone changed it again
+    /// right after the install, which the watcher reports as a new event.
+    fn verify(&self, bytes: &[u8]) -> bool {
+        matches!(self.file.read(), Ok(Some(read)) if read == bytes)
     }
 
     /// Puts the trusted file back when the installed one differs from it in bytes or mode.
@@ -508,6 +515,10 @@ impl Reconciler {
                 );
                 if outcome != InstallOutcome::Unchanged {
                     self.run_on_change();
+                }
+                // Changed once more while it was being restored: look again.
+                if !self.verify(&trusted) {
+                    let _ = self.sender.send(Trigger::FileEvent);
                 }
             }
             Err(message) => tracing::error!(
