@@ -1,0 +1,184 @@
+//! Drift: does the installed EncryptionConfiguration match the one the settings call for?
+//!
+//! The desired file is the render of the settings with the transition from the installed file,
+//! so a hand edit that removed a provider kept for reads shows up as drift, and so does a
+//! provider added by hand in front of the one ucp-kms writes with.
+
+use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion, LintError};
+use kms_render::{RenderError, Rendered};
+use similar::TextDiff;
+
+use crate::install::{InstallError, OwnedFile};
+
+/// What is installed, as far as ucp-kms can read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Installed {
+    /// No file is installed.
+    Nothing,
+    /// A file kube-apiserver of the target version would decode.
+    Parsed {
+        /// Its bytes.
+        bytes: Vec<u8>,
+        /// Its content.
+        config: EncryptionConfiguration,
+    },
+    /// A file that cannot be decoded; it must never be lost, as it may be all that can read
+    /// the stored data.
+    Unparseable {
+        /// Its bytes.
+        bytes: Vec<u8>,
+        /// Why it cannot be decoded.
+        errors: Vec<LintError>,
+    },
+}
+
+impl Installed {
+    /// Reads and decodes the owned file as kube-apiserver of `version` would.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError`] when the file exists but cannot be read; a file that cannot be decoded
+    /// is [`Installed::Unparseable`], not an error.
+    pub fn read(file: &OwnedFile, version: KubeVersion) -> Result<Self, InstallError> {
+        Ok(Self::from_bytes(file.read()?, version))
+    }
+
+    /// Decodes `bytes`, when there are any, as kube-apiserver of `version` would.
+    pub fn from_bytes(bytes: Option<Vec<u8>>, version: KubeVersion) -> Self {
+        let Some(bytes) = bytes else { return Self::Nothing };
+        match kms_model::decode(&bytes, version) {
+            Ok(config) => Self::Parsed { bytes, config },
+            Err(errors) => Self::Unparseable { bytes, errors },
+        }
+    }
+
+    /// The installed bytes, if a file is installed.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Self::Nothing => None,
+            Self::Parsed { bytes, .. } | Self::Unparseable { bytes, .. } => Some(bytes),
+        }
+    }
+
+    /// The decoded configuration, if a decodable file is installed.
+    pub fn config(&self) -> Option<&EncryptionConfiguration> {
+        match self {
+            Self::Parsed { config, .. } => Some(config),
+            Self::Nothing | Self::Unparseable { .. } => None,
+        }
+    }
+}
+
+/// Why the desired file cannot be computed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriftError {
+    /// The installed file cannot be decoded, so no safe transition starts from it.
+    #[error(
+        "the installed EncryptionConfiguration cannot be decoded ({}), so no transition can \
+         keep its providers",
+        join(errors)
+    )]
+    Unparseable {
+        /// Why it cannot be decoded.
+        errors: Vec<LintError>,
+    },
+    /// The settings cannot be rendered with the transition from the installed file.
+    #[error("cannot render the EncryptionConfiguration")]
+    Render(#[source] RenderError),
+}
+
+/// The file the settings call for, rendered with the transition from what is installed;
+/// `None` when KMS is off and nothing is installed.
+///
+/// # Errors
+///
+/// [`DriftError::Unparseable`] when the installed file cannot be decoded,
+/// [`DriftError::Render`] when the settings cannot be rendered from it.
+pub fn desired(
+    settings: &KmsSettings,
+    version: KubeVersion,
+    installed: &Installed,
+) -> Result<Option<Rendered>, DriftError> {
+    if let Installed::Unparseable { errors, .. } = installed {
+        return Err(DriftError::Unparseable { errors: errors.clone() });
+    }
+    kms_render::render(settings, version, installed.config()).map_err(DriftError::Render)
+}
+
+/// The installed file measured against the desired one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// `sha256:<hex>` of the desired file; `None` when no file is needed.
+    pub desired_hash: Option<String>,
+    /// `sha256:<hex>` of the installed file; `None` when nothing is installed.
+    pub installed_hash: Option<String>,
+    /// A unified diff from the installed file to the desired one; empty without drift.
+    pub diff: String,
+}
+
+impl Drift {
+    /// Whether the installed file is not the desired one.
+    pub fn is_drifted(&self) -> bool {
+        self.desired_hash != self.installed_hash
+    }
+}
+
+/// Measures `installed` against `desired` (either may be absent).
+pub fn compare(installed: Option<&[u8]>, desired: Option<&[u8]>) -> Drift {
+    let desired_hash = desired.map(kms_render::config_hash);
+    let installed_hash = installed.map(kms_render::config_hash);
+    let diff = if desired_hash == installed_hash {
+        String::new()
+    } else {
+        unified_diff(
+            installed.unwrap_or_default(),
+            desired.unwrap_or_default(),
+            "installed",
+            "desired",
+        )
+    };
+    Drift { desired_hash, installed_hash, diff }
+}
+
+/// A unified diff of two files, `--- old_name` / `+++ new_name`, three lines of context.
+pub fn unified_diff(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> String {
+    let old = String::from_utf8_lossy(old);
+    let new = String::from_utf8_lossy(new);
+    TextDiff::from_lines(old.as_ref(), new.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, new_name)
+        .to_string()
+}
+
+fn join(errors: &[LintError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_bytes_are_no_drift() {
+        let drift = compare(Some(b"a\n"), Some(b"a\n"));
+        assert!(!drift.is_drifted());
+        assert!(drift.diff.is_empty());
+        assert!(drift.desired_hash.as_deref().unwrap().starts_with("sha256:"));
+    }
+
+    #[test]
+    fn a_changed_line_is_drift_with_a_diff() {
+        let drift = compare(Some(b"a\nb\n"), Some(b"a\nc\n"));
+        assert!(drift.is_drifted());
+        assert_eq!(drift.diff, "--- installed\n+++ desired\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n");
+    }
+
+    #[test]
+    fn nothing_installed_and_nothing_needed_is_no_drift() {
+        let drift = compare(None, None);
+        assert!(!drift.is_drifted());
+        assert_eq!(drift.installed_hash, None);
+        assert!(compare(None, Some(b"x\n")).is_drifted());
+    }
+}

@@ -1,0 +1,396 @@
+//! The EncryptionConfiguration file ucp-kms owns on the host, installed atomically.
+//!
+//! Every write goes to a temporary file in the same directory, is fsynced, renamed over the
+//! target and followed by an fsync of the directory, so a crash at any moment leaves the old or
+//! the new file, never a mix. The version it replaces is kept beside it for rollback. Files are
+//! 0600 in a 0700 directory: a configuration may carry local keys of providers kept for reads.
+
+use std::fs::{self, DirBuilder, File, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use kms_model::MAX_DOCUMENT_BYTES;
+
+/// Where the EncryptionConfiguration is installed unless `--encryption-config` says otherwise.
+pub const DEFAULT_ENCRYPTION_CONFIG: &str = "/etc/ucp-kms/encryption-config.yaml";
+
+/// What is appended to the file name for the version kept for rollback.
+pub const PREVIOUS_SUFFIX: &str = ".previous";
+
+/// Mode of every file ucp-kms owns.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Mode of a directory ucp-kms creates for its files.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Temporary files are `.<name>.ucp-kms-<random>.tmp`: distinct enough to be removed safely
+/// when a killed installer left one behind.
+const TEMPORARY_MARK: &str = "ucp-kms-";
+const TEMPORARY_SUFFIX: &str = ".tmp";
+
+/// Why the owned file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The host path is not absolute.
+    #[error("the EncryptionConfiguration path must be absolute, got \"{0}\"")]
+    RelativePath(PathBuf),
+    /// The path names no file inside its directory.
+    #[error("the EncryptionConfiguration path must name a file, got \"{0}\"")]
+    NoFileName(PathBuf),
+    /// Reading failed.
+    #[error("cannot read \"{path}\"")]
+    Read {
+        /// The path under the root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The file is larger than any EncryptionConfiguration ucp-kms reads.
+    #[error("\"{path}\" is larger than {limit} bytes, the most ucp-kms reads")]
+    TooLarge {
+        /// The path under the root.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Creating the directory failed.
+    #[error("cannot create the directory \"{path}\"")]
+    CreateDir {
+        /// The directory under the root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing, syncing or renaming failed.
+    #[error("cannot write \"{path}\"")]
+    Write {
+        /// The path under the root.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A rollback was asked for but no previous version is kept.
+    #[error("no previous version to roll back to: \"{0}\" does not exist")]
+    NoPrevious(PathBuf),
+}
+
+/// What an install did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstallOutcome {
+    /// The file already held these bytes; nothing was written.
+    Unchanged,
+    /// There was no file; it was created.
+    Created,
+    /// The file was replaced; its former bytes are kept as the previous version.
+    Replaced,
+}
+
+/// The installed EncryptionConfiguration and the previous version kept beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedFile {
+    host_path: PathBuf,
+    path: PathBuf,
+    previous: PathBuf,
+}
+
+/// `path` (absolute, as on the host) interpreted under `root`: `/etc/x` under `/tmp/r` is
+/// `/tmp/r/etc/x`. `..` cannot climb above the root.
+pub fn under_root(root: &Path, path: &Path) -> PathBuf {
+    let mut relative = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => relative.push(part),
+            Component::ParentDir => {
+                relative.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    root.join(relative)
+}
+
+impl OwnedFile {
+    /// The file at host path `host_path` (absolute), interpreted under `root`.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError::RelativePath`] when `host_path` is relative, [`InstallError::NoFileName`]
+    /// when it names a directory such as `/`.
+    pub fn new(root: &Path, host_path: &Path) -> Result<Self, InstallError> {
+        if !host_path.is_absolute() {
+            return Err(InstallError::RelativePath(host_path.to_path_buf()));
+        }
+        let path = under_root(root, host_path);
+        let Some(name) = path.file_name().filter(|_| path != root) else {
+            return Err(InstallError::NoFileName(host_path.to_path_buf()));
+        };
+        let mut previous_name = name.to_os_string();
+        previous_name.push(PREVIOUS_SUFFIX);
+        let previous = path.with_file_name(previous_name);
+        Ok(Self { host_path: host_path.to_path_buf(), path, previous })
+    }
+
+    /// The path as the host (and the API server) sees it.
+    pub fn host_path(&self) -> &Path {
+        &self.host_path
+    }
+
+    /// The path under the root, where this process reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path under the root of the previous version.
+    pub fn previous_path(&self) -> &Path {
+        &self.previous
+    }
+
+    /// The directory under the root that holds both files.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("/"))
+    }
+
+    /// The installed bytes, or `None` when nothing is installed.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError::Read`] when the file exists but cannot be read (or is a directory),
+    /// [`InstallError::TooLarge`] beyond [`MAX_DOCUMENT_BYTES`].
+    pub fn read(&self) -> Result<Option<Vec<u8>>, InstallError> {
+        read_bounded(&self.path)
+    }
+
+    /// The previous version's bytes, or `None` when none is kept.
+    ///
+    /// # Errors
+    ///
+    /// As [`OwnedFile::read`].
+    pub fn read_previous(&self) -> Result<Option<Vec<u8>>, InstallError> {
+        read_bounded(&self.previous)
+    }
+
+    /// Installs `bytes`, keeping the bytes it replaces as the previous version.
+    ///
+    /// When the file already holds `bytes`, nothing is written: inode and mtime stay, only a
+    /// loosened mode is set back to 0600. The previous version is written before the file
+    /// itself, so a crash between the two steps loses nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError`] when the directory cannot be created or a file cannot be read or
+    /// written; the installed file is then the old one or the new one, never a mix.
+    pub fn install(&self, bytes: &[u8]) -> Result<InstallOutcome, InstallError> {
+        let current = self.read()?;
+        if current.as_deref() == Some(bytes) {
+            restrict(&self.path, FILE_MODE)?;
+            return Ok(InstallOutcome::Unchanged);
+        }
+
+        self.create_dir()?;
+        let _lock = self.lock()?;
+        // Another installer may have finished while this one waited for the lock.
+        let current = self.read()?;
+        if current.as_deref() == Some(bytes) {
+            return Ok(InstallOutcome::Unchanged);
+        }
+        if let Some(current) = &current {
+            write_atomically(&self.previous, current)?;
+        }
+        write_atomically(&self.path, bytes)?;
+        Ok(if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created })
+    }
+
+    /// Swaps the installed file and the previous version, and returns the bytes now installed.
+    ///
+    /// The swap is one atomic `renameat2(RENAME_EXCHANGE)` where the file system supports it;
+    /// elsewhere the installed bytes are kept as the previous version first, then replaced.
+    /// When nothing is installed, the previous version simply becomes the installed file.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError::NoPrevious`] when no previous version is kept, or an I/O problem.
+    pub fn rollback(&self) -> Result<Vec<u8>, InstallError> {
+        if !self.dir().is_dir() {
+            return Err(InstallError::NoPrevious(self.previous.clone()));
+        }
+        let _lock = self.lock()?;
+        let Some(previous) = self.read_previous()? else {
+            return Err(InstallError::NoPrevious(self.previous.clone()));
+        };
+        let current = self.read()?;
+
+        let exchanged = current.is_some()
+            && rustix::fs::renameat_with(
+                rustix::fs::CWD,
+                &self.previous,
+                rustix::fs::CWD,
+                &self.path,
+                rustix::fs::RenameFlags::EXCHANGE,
+            )
+            .is_ok();
+        if exchanged {
+            sync_dir(self.dir()).map_err(|source| self.write_error(source))?;
+        } else if let Some(current) = &current {
+            write_atomically(&self.previous, current)?;
+            write_atomically(&self.path, &previous)?;
+        } else {
+            fs::rename(&self.previous, &self.path).map_err(|source| self.write_error(source))?;
+            sync_dir(self.dir()).map_err(|source| self.write_error(source))?;
+        }
+        restrict(&self.path, FILE_MODE)?;
+        if current.is_some() {
+            restrict(&self.previous, FILE_MODE)?;
+        }
+        Ok(previous)
+    }
+
+    /// Creates the directory, 0700, when it does not exist yet.
+    fn create_dir(&self) -> Result<(), InstallError> {
+        let dir = self.dir();
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let err = |source| InstallError::CreateDir { path: dir.to_path_buf(), source };
+        DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(err)?;
+        // The umask may have taken bits away; the mode must be exactly 0700.
+        fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)).map_err(err)
+    }
+
+    /// Takes the directory's exclusive lock, so that installers (a server's reconciler, an
+    /// operator's `apply`) take turns, and removes temporary files a killed installer left.
+    ///
+    /// The lock is released when the returned handle is dropped, or when the process dies.
+    fn lock(&self) -> Result<File, InstallError> {
+        let dir = self.dir();
+        let err = |source| InstallError::Write { path: dir.to_path_buf(), source };
+        let handle = File::open(dir).map_err(err)?;
+        rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|errno| err(errno.into()))?;
+
+        let names = [self.path.file_name(), self.previous.file_name()];
+        for entry in fs::read_dir(dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            let leftover = names.iter().flatten().any(|name| {
+                is_temporary_name(&entry.file_name().to_string_lossy(), &name.to_string_lossy())
+            });
+            if leftover {
+                fs::remove_file(entry.path()).map_err(err)?;
+            }
+        }
+        Ok(handle)
+    }
+
+    fn write_error(&self, source: io::Error) -> InstallError {
+        InstallError::Write { path: self.path.clone(), source }
+    }
+}
+
+/// Whether `candidate` is a temporary file this module made for `name`.
+fn is_temporary_name(candidate: &str, name: &str) -> bool {
+    candidate
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_prefix(TEMPORARY_MARK))
+        .is_some_and(|rest| rest.ends_with(TEMPORARY_SUFFIX))
+}
+
+/// Reads at most [`MAX_DOCUMENT_BYTES`] of `path`; `None` when it does not exist.
+fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, InstallError> {
+    let err = |source| InstallError::Read { path: path.to_path_buf(), source };
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(source) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(err(source)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(err)?;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(InstallError::TooLarge { path: path.to_path_buf(), limit: MAX_DOCUMENT_BYTES });
+    }
+    Ok(Some(bytes))
+}
+
+/// Writes `bytes` to a temporary file beside `path`, mode 0600 from its creation, fsyncs it,
+/// renames it over `path` and fsyncs the directory so that the rename survives a power cut.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    let err = |source| InstallError::Write { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!(".{name}.{TEMPORARY_MARK}"))
+        .suffix(TEMPORARY_SUFFIX)
+        .permissions(Permissions::from_mode(FILE_MODE))
+        .tempfile_in(dir)
+        .map_err(err)?;
+    // The umask may have taken bits away from the creation mode; it must be exactly 0600.
+    file.as_file().set_permissions(Permissions::from_mode(FILE_MODE)).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.as_file().sync_all().map_err(err)?;
+    file.persist(path).map_err(|persist| err(persist.error))?;
+    sync_dir(dir).map_err(err)
+}
+
+/// Sets `path` to `mode` when it is looser or different; the mtime does not change.
+fn restrict(path: &Path, mode: u32) -> Result<(), InstallError> {
+    let err = |source| InstallError::Write { path: path.to_path_buf(), source };
+    let current = fs::metadata(path).map_err(err)?.permissions().mode() & 0o7777;
+    if current != mode {
+        fs::set_permissions(path, Permissions::from_mode(mode)).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_root() {
+        let root = Path::new("/tmp/r");
+        assert_eq!(
+            under_root(root, Path::new("/etc/ucp-kms/x.yaml")),
+            root.join("etc/ucp-kms/x.yaml")
+        );
+        assert_eq!(under_root(root, Path::new("/../../etc/x")), root.join("etc/x"));
+        assert_eq!(under_root(Path::new("/"), Path::new("/run/p.sock")), Path::new("/run/p.sock"));
+    }
+
+    #[test]
+    fn temporary_names() {
+        let name = "encryption-config.yaml";
+        assert!(is_temporary_name(".encryption-config.yaml.ucp-kms-aB3xY9.tmp", name));
+        assert!(!is_temporary_name(".encryption-config.yaml.previous", name));
+        assert!(!is_temporary_name(".encryption-config.yaml.backup", name));
+        assert!(!is_temporary_name("encryption-config.yaml.ucp-kms-aB3xY9.tmp", name));
+        assert!(is_temporary_name(".x.yaml.previous.ucp-kms-000000.tmp", "x.yaml.previous"));
+    }
+
+    #[test]
+    fn owned_file_names() {
+        let file = OwnedFile::new(Path::new("/r"), Path::new(DEFAULT_ENCRYPTION_CONFIG)).unwrap();
+        assert_eq!(file.path(), Path::new("/r/etc/ucp-kms/encryption-config.yaml"));
+        assert_eq!(
+            file.previous_path(),
+            Path::new("/r/etc/ucp-kms/encryption-config.yaml.previous")
+        );
+        assert_eq!(file.host_path(), Path::new(DEFAULT_ENCRYPTION_CONFIG));
+        assert!(matches!(
+            OwnedFile::new(Path::new("/r"), Path::new("etc/x")),
+            Err(InstallError::RelativePath(_))
+        ));
+        assert!(matches!(
+            OwnedFile::new(Path::new("/r"), Path::new("/")),
+            Err(InstallError::NoFileName(_))
+        ));
+    }
+}

@@ -1,0 +1,227 @@
+//! Installing the owned EncryptionConfiguration on a real file system: modes, the kept previous
+//! version, writes skipped when nothing changed, and rollback.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::thread::sleep;
+use std::time::Duration;
+
+use kms_mount::install::{DEFAULT_ENCRYPTION_CONFIG, InstallError, InstallOutcome, OwnedFile};
+
+const FIRST: &[u8] = b"# first\nkind: EncryptionConfiguration\n";
+const SECOND: &[u8] = b"# second\nkind: EncryptionConfiguration\n";
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn owned(root: &Path) -> OwnedFile {
+    OwnedFile::new(root, Path::new(DEFAULT_ENCRYPTION_CONFIG)).unwrap()
+}
+
+#[test]
+fn first_install_creates_a_private_directory_and_file() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    assert_eq!(file.read().unwrap(), None);
+
+    assert_eq!(file.install(FIRST).unwrap(), InstallOutcome::Created);
+
+    let installed = root.path().join("etc/ucp-kms/encryption-config.yaml");
+    assert_eq!(fs::read(&installed).unwrap(), FIRST);
+    assert_eq!(mode(&installed), 0o600);
+    assert_eq!(mode(installed.parent().unwrap()), 0o700);
+    assert!(!file.previous_path().exists(), "nothing was replaced, so nothing is kept");
+}
+
+#[test]
+fn the_same_bytes_are_not_written_again() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    let before = fs::metadata(file.path()).unwrap();
+
+    // Long enough for any rewrite to show in the mtime.
+    sleep(Duration::from_millis(20));
+    assert_eq!(file.install(FIRST).unwrap(), InstallOutcome::Unchanged);
+
+    let after = fs::metadata(file.path()).unwrap();
+    assert_eq!(after.ino(), before.ino());
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    assert!(!file.previous_path().exists());
+}
+
+#[test]
+fn unchanged_bytes_still_get_their_mode_back() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644)).unwrap();
+    let before = fs::metadata(file.path()).unwrap();
+
+    sleep(Duration::from_millis(20));
+    assert_eq!(file.install(FIRST).unwrap(), InstallOutcome::Unchanged);
+
+    assert_eq!(mode(file.path()), 0o600);
+    let after = fs::metadata(file.path()).unwrap();
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+}
+
+#[test]
+fn a_replacement_keeps_the_previous_version() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    let first_inode = fs::metadata(file.path()).unwrap().ino();
+
+    assert_eq!(file.install(SECOND).unwrap(), InstallOutcome::Replaced);
+
+    assert_eq!(fs::read(file.path()).unwrap(), SECOND);
+    assert_eq!(fs::read(file.previous_path()).unwrap(), FIRST);
+    assert_eq!(mode(file.path()), 0o600);
+    assert_eq!(mode(file.previous_path()), 0o600);
+    assert_ne!(fs::metadata(file.path()).unwrap().ino(), first_inode, "a new inode, renamed in");
+    assert_eq!(file.read_previous().unwrap().as_deref(), Some(FIRST));
+}
+
+#[test]
+fn a_hand_loosened_file_is_replaced_by_a_private_one() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o666)).unwrap();
+
+    file.install(SECOND).unwrap();
+
+    assert_eq!(mode(file.path()), 0o600);
+    assert_eq!(mode(file.previous_path()), 0o600);
+}
+
+#[test]
+fn an_existing_directory_keeps_its_mode() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/kubernetes/enc");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+    let file = OwnedFile::new(root.path(), Path::new("/etc/kubernetes/enc/enc.yaml")).unwrap();
+
+    file.install(FIRST).unwrap();
+
+    assert_eq!(fs::read(dir.join("enc.yaml")).unwrap(), FIRST);
+    assert_eq!(mode(&dir), 0o750);
+}
+
+#[test]
+fn rollback_swaps_current_and_previous() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    file.install(SECOND).unwrap();
+
+    assert_eq!(file.rollback().unwrap(), FIRST);
+    assert_eq!(fs::read(file.path()).unwrap(), FIRST);
+    assert_eq!(fs::read(file.previous_path()).unwrap(), SECOND);
+    assert_eq!(mode(file.path()), 0o600);
+    assert_eq!(mode(file.previous_path()), 0o600);
+
+    // A second rollback undoes the first.
+    assert_eq!(file.rollback().unwrap(), SECOND);
+    assert_eq!(fs::read(file.path()).unwrap(), SECOND);
+    assert_eq!(fs::read(file.previous_path()).unwrap(), FIRST);
+}
+
+#[test]
+fn rollback_without_a_previous_version_fails_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    assert!(matches!(file.rollback(), Err(InstallError::NoPrevious(_))));
+
+    file.install(FIRST).unwrap();
+    let err = file.rollback().unwrap_err();
+    assert!(err.to_string().starts_with("no previous version to roll back to"), "{err}");
+    assert_eq!(fs::read(file.path()).unwrap(), FIRST);
+}
+
+#[test]
+fn rollback_with_nothing_installed_restores_the_previous_version() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    file.install(SECOND).unwrap();
+    fs::remove_file(file.path()).unwrap();
+
+    assert_eq!(file.rollback().unwrap(), FIRST);
+    assert_eq!(fs::read(file.path()).unwrap(), FIRST);
+    assert!(!file.previous_path().exists());
+}
+
+#[test]
+fn any_bytes_replaced_are_kept_even_unparseable_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    fs::create_dir_all(file.dir()).unwrap();
+    fs::write(file.path(), b"{{{ not yaml").unwrap();
+
+    file.install(FIRST).unwrap();
+
+    assert_eq!(fs::read(file.previous_path()).unwrap(), b"{{{ not yaml");
+}
+
+#[test]
+fn oversized_and_unreadable_files_are_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    fs::create_dir_all(file.dir()).unwrap();
+    fs::write(file.path(), vec![b'#'; kms_model::MAX_DOCUMENT_BYTES + 1]).unwrap();
+    assert!(matches!(file.read(), Err(InstallError::TooLarge { .. })));
+    assert!(file.install(FIRST).is_err());
+
+    fs::remove_file(file.path()).unwrap();
+    fs::create_dir(file.path()).unwrap();
+    let err = file.read().unwrap_err();
+    assert!(matches!(err, InstallError::Read { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("cannot read \""), "{err}");
+}
+
+#[test]
+fn leftovers_of_a_killed_installer_are_removed_and_nothing_else() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    let leftover = file.dir().join(".encryption-config.yaml.ucp-kms-Ab12Cd.tmp");
+    let leftover_previous = file.dir().join(".encryption-config.yaml.previous.ucp-kms-x9Y8z7.tmp");
+    let unrelated = file.dir().join(".encryption-config.yaml.backup");
+    for path in [&leftover, &leftover_previous, &unrelated] {
+        fs::write(path, b"half a file").unwrap();
+    }
+
+    file.install(SECOND).unwrap();
+
+    assert!(!leftover.exists());
+    assert!(!leftover_previous.exists());
+    assert!(unrelated.exists(), "only files named like the installer's own are removed");
+}
+
+#[test]
+fn concurrent_installers_take_turns() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+
+    std::thread::scope(|scope| {
+        for content in [FIRST, SECOND] {
+            let file = &file;
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    file.install(content).unwrap();
+                }
+            });
+        }
+    });
+
+    let installed = file.read().unwrap().unwrap();
+    assert!(installed == FIRST || installed == SECOND);
+    let names: Vec<_> = fs::read_dir(file.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "only the file and its previous version remain: {names:?}");
+}
