@@ -5,9 +5,16 @@
 //! parsers, never on the renderer, the host side or a runtime.
 //!
 //! - [`load_settings`] reads a whole UCP configuration file (TOML) and reports every problem of
-//!   its `[cluster_config]` `kms_*` keys at once, with line and column.
-//! - [`lint`] judges an EncryptionConfiguration file as kube-apiserver of a target version would
-//!   when loading it, with field paths in kube-apiserver's form.
+//!   its `[cluster_config]` `kms_*` keys at once, with line and column;
+//!   [`load_settings_bytes`] does the same for a file's raw bytes.
+//! - [`lint()`] judges an EncryptionConfiguration file as kube-apiserver of a target version would
+//!   when loading it, with field paths in kube-apiserver's form; [`decode`] and [`validate`] are
+//!   its two halves, for callers that build the configuration themselves.
+//! - [`duration`] reads and writes Go duration strings (`3s`, `1m30s`) exactly as Go does.
+//! - [`KubeVersion`] holds every rule that changes between Kubernetes releases.
+//!
+//! Key material (the secrets of aescbc, aesgcm and secretbox keys) never appears in `Debug`,
+//! `Display` or any error.
 //!
 //! ```
 //! use kms_model::{KmsApiVersion, KubeVersion, load_settings};
