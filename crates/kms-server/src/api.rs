@@ -376,21 +376,17 @@ async fn get_status(State(state): State<AppState>) -> Result<Response, AppError>
         .await
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
-    let installed_hash = installed.as_deref().map(kms_render::config_hash);
-    let in_sync = match (&installed_hash, &report.desired_hash) {
-        (Some(installed), Some(desired)) => installed == desired,
-        (None, None) => true,
-        _ => false,
-    };
+    let drift = kms_mount::drift::compare(installed.as_deref(), report.desired.as_deref());
     let body = json!({
         "revision": report.revision,
         "kms_enabled": report.kms_enabled,
         "encryption_config": {
             "path": state.inner.reconciler.file().host_path(),
             "installed": installed.is_some(),
-            "installed_hash": installed_hash,
-            "desired_hash": report.desired_hash,
-            "in_sync": in_sync,
+            "installed_hash": drift.installed_hash,
+            "desired_hash": drift.desired_hash,
+            "drift": drift.is_drifted(),
+            "diff": drift.diff,
         },
         "plugin": report.plugin,
         "warnings": report.warnings,

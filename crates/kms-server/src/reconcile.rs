@@ -17,9 +17,11 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
+use kms_model::{KmsSettings, KubeVersion};
+use kms_mount::drift::{self, DriftError, Installed};
 use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
-use kms_mount::plugin::{ProbeOptions, ProbeReport};
+use kms_mount::plugin::ProbeReport;
+use kms_mount::preflight::PreflightOptions;
 use kms_render::Rendered;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
@@ -75,10 +77,12 @@ pub struct PluginHealth {
     pub endpoint: String,
     /// Whether kube-apiserver would accept the plugin.
     pub healthy: bool,
-    /// Time spent in the probe's calls, in milliseconds.
-    pub latency_ms: f64,
+    /// Time spent in the probe's calls, in milliseconds, when the plugin was probed.
+    pub latency_ms: Option<f64>,
     /// Every problem found.
     pub problems: Vec<String>,
+    /// What does not block but should be fixed, such as a socket directory open to others.
+    pub warnings: Vec<String>,
 }
 
 /// The result of the last full pass.
@@ -188,8 +192,7 @@ impl Handle {
     /// EncryptionConfiguration.
     pub fn preview(&self, settings: &KmsSettings) -> Result<Option<Rendered>, String> {
         let trusted = self.trusted.lock().expect("trusted file lock").clone();
-        let previous = decode_trusted(trusted.as_deref(), self.version, &self.file)?;
-        kms_render::render(settings, self.version, previous.as_ref()).map_err(|e| e.to_string())
+        desired(settings, self.version, trusted.as_deref(), &self.file)
     }
 
     /// The installed file.
@@ -374,11 +377,7 @@ impl Reconciler {
         report.kms_enabled = settings.enabled;
 
         let trusted = self.trusted.lock().expect("trusted file lock").clone();
-        let previous = match decode_trusted(trusted.as_deref(), version, &self.file) {
-            Ok(previous) => previous,
-            Err(message) => return failed(report, message),
-        };
-        let rendered = match kms_render::render(&settings, version, previous.as_ref()) {
+        let rendered = match desired(&settings, version, trusted.as_deref(), &self.file) {
             Ok(Some(rendered)) => rendered,
             Ok(None) => {
                 self.metrics.plugin_healthy.set(-1);
@@ -387,22 +386,23 @@ impl Reconciler {
                     "KMS is disabled and no EncryptionConfiguration is installed".to_owned();
                 return finish(report);
             }
-            Err(err) => return failed(report, format!("cannot render: {err}")),
+            Err(message) => return failed(report, message),
         };
         report.desired_hash = Some(rendered.hash.clone());
         report.warnings.clone_from(&rendered.warnings);
         report.desired = Some(Arc::from(rendered.yaml.as_slice()));
 
+        let health = self.preflight(&settings).await;
+        report.warnings.extend(health.warnings.iter().cloned());
         if settings.enabled {
-            let health = self.preflight(&settings).await;
             let healthy = health.healthy;
             let problem = health.problems.first().cloned().unwrap_or_default();
             report.plugin = Some(health);
             if !healthy {
                 report.outcome = Outcome::Blocked;
                 report.message = format!(
-                    "not installing an EncryptionConfiguration that enables KMS: the plugin \
-                     failed preflight: {problem}"
+                    "not installing an EncryptionConfiguration that enables KMS: preflight \
+                     failed: {problem}"
                 );
                 return finish(report);
             }
@@ -440,36 +440,29 @@ impl Reconciler {
         finish(report)
     }
 
-    /// Checks the plugin the configuration names, as kube-apiserver would.
+    /// The host checks of `kms-mount`: the socket listens and the plugin answers its health
+    /// call, and the directories involved are not open to others.
     async fn preflight(&self, settings: &KmsSettings) -> PluginHealth {
-        let Some(endpoint) = &settings.endpoint else {
-            return PluginHealth {
-                endpoint: String::new(),
-                healthy: false,
-                latency_ms: 0.0,
-                problems: vec!["kms_endpoint is not set".to_owned()],
-            };
+        let options = PreflightOptions {
+            root: self.options.root.clone(),
+            encryption_config: self.options.encryption_config.clone(),
+            probe: true,
         };
-        let options = ProbeOptions {
-            api_version: settings.effective_api_version(self.options.kubernetes_version),
-            timeout: settings.effective_timeout(),
-            roundtrip: true,
-        };
-        let local = match endpoint.socket_path() {
-            Some(path) => kms_model::Endpoint::Path(
-                kms_mount::install::under_root(&self.options.root, path).display().to_string(),
-            ),
-            None => endpoint.clone(),
-        };
+        let version = self.options.kubernetes_version;
         let started = Instant::now();
-        let probe: ProbeReport = kms_mount::plugin::probe(&local, &options).await;
-        self.metrics.probe_duration.observe(started.elapsed().as_secs_f64());
-        self.metrics.plugin_healthy.set(i64::from(probe.healthy));
+        let result = kms_mount::preflight::preflight(settings, version, &options).await;
+        if result.plugin.is_some() {
+            self.metrics.probe_duration.observe(started.elapsed().as_secs_f64());
+        }
+        if settings.enabled {
+            self.metrics.plugin_healthy.set(i64::from(result.is_ready()));
+        }
         PluginHealth {
-            endpoint: endpoint.to_string(),
-            healthy: probe.healthy,
-            latency_ms: probe.latency_ms(),
-            problems: probe.problems.clone(),
+            endpoint: settings.endpoint.as_ref().map(ToString::to_string).unwrap_or_default(),
+            healthy: result.is_ready(),
+            latency_ms: result.plugin.as_ref().map(ProbeReport::latency_ms),
+            problems: result.problems,
+            warnings: result.warnings,
         }
     }
 
@@ -541,20 +534,20 @@ impl Reconciler {
     }
 }
 
-/// The trusted file as an EncryptionConfiguration, `None` when nothing is installed.
-fn decode_trusted(
-    bytes: Option<&[u8]>,
+/// The file `settings` call for, rendered with the transition from the trusted file.
+fn desired(
+    settings: &KmsSettings,
     version: KubeVersion,
+    trusted: Option<&[u8]>,
     file: &OwnedFile,
-) -> Result<Option<EncryptionConfiguration>, String> {
-    let Some(bytes) = bytes else { return Ok(None) };
-    kms_model::decode(bytes, version).map(Some).map_err(|errors| {
-        let first = errors.first().map(ToString::to_string).unwrap_or_default();
-        format!(
-            "the installed file \"{}\" is not an EncryptionConfiguration kube-apiserver {version} \
-             loads ({first}); fix or remove it so that no provider that wrote data is dropped",
+) -> Result<Option<Rendered>, String> {
+    let installed = Installed::from_bytes(trusted.map(<[u8]>::to_vec), version);
+    drift::desired(settings, version, &installed).map_err(|err| match err {
+        DriftError::Unparseable { .. } => format!(
+            "\"{}\": {err}; fix or remove it so that no provider that wrote data is dropped",
             file.path().display()
-        )
+        ),
+        DriftError::Render(_) => error_chain(&err),
     })
 }
 
@@ -570,18 +563,14 @@ fn difference(path: &Path, expected: &[u8]) -> Option<String> {
     let bytes = fs::read(path).unwrap_or_default();
     let mode = metadata.permissions().mode() & 0o7777;
     let mut parts = Vec::new();
-    if bytes != expected {
-        let old = String::from_utf8_lossy(expected);
-        let new = String::from_utf8_lossy(&bytes);
-        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
-        let (mut added, mut removed) = (0, 0);
-        for change in diff.iter_all_changes() {
-            match change.tag() {
-                similar::ChangeTag::Insert => added += 1,
-                similar::ChangeTag::Delete => removed += 1,
-                similar::ChangeTag::Equal => {}
-            }
-        }
+    let drift = drift::compare(Some(&bytes), Some(expected));
+    if drift.is_drifted() {
+        // The diff goes from the file found to the trusted one: its '-' lines are what the
+        // outside change added, its '+' lines what it removed.
+        let counted = |sign: char, header: &str| {
+            drift.diff.lines().filter(|l| l.starts_with(sign) && !l.starts_with(header)).count()
+        };
+        let (added, removed) = (counted('-', "---"), counted('+', "+++"));
         parts.push(format!("{added} line(s) added, {removed} removed"));
     }
     if mode != FILE_MODE {
