@@ -3,7 +3,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -120,6 +120,15 @@ impl Tokens {
             path: path.to_owned(),
             source,
         })?;
+        if let Ok(metadata) = fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                auth.token_file = %path.display(),
+                mode = format_args!("{:o}", metadata.permissions().mode() & 0o777),
+                "the token file is readable by other users; make it mode 600"
+            );
+        }
         Self::parse(&text, path)
     }
 
@@ -190,8 +199,6 @@ pub fn bearer(header: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
     use super::*;
 
     const GOOD: &str = "# operators\n\nalice: 0123456789abcdef0123\nci:ffffffffffffffff\n";

@@ -33,6 +33,9 @@ use crate::store::Store;
 
 /// How long a `PUT` waits for the reconcile of its revision before it answers anyway.
 const RECONCILE_WAIT: Duration = Duration::from_secs(10);
+/// How long a new connection may take to send its first request; hyper bounds the headers of
+/// later ones (30s), the body limit bounds what follows.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long open connections may finish their requests after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -132,9 +135,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(files) => {
             let config = tls::server_config(&files)?;
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
-            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(service).await
+            axum_server::from_tcp_rustls(listener, config)?
+                .handle(handle)
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT)
+                .serve(service)
+                .await
         }
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(service).await,
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT)
+                .serve(service)
+                .await
+        }
     };
     let _ = stop.send(true);
     let _ = reconciler.await;

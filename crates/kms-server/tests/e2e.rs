@@ -630,3 +630,40 @@ fn metric(text: &str, name: &str) -> f64 {
         .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
+
+#[test]
+fn a_removed_directory_comes_back_with_the_next_resync() {
+    let sandbox = Sandbox::new();
+    let _plugin = Plugin::start(kms_mount::install::under_root(&sandbox.root(), Path::new(SOCKET)));
+    let mut args = sandbox.args();
+    args.extend(["--resync".into(), "200ms".into()]);
+    let server = Server::start(&args);
+    let config = sandbox.dir.path().join("kms.toml");
+    std::fs::write(&config, kms_config()).unwrap();
+    let token = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let config_arg = config.display().to_string();
+    let url = server.url("/api/ucp/config-toml");
+    let (status, body) = curl(&["-X", "PUT", "-H", &token, "--upload-file", &config_arg, &url]);
+    assert_eq!(status, 200, "{body}");
+    let installed = sandbox.installed();
+    let yaml = std::fs::read_to_string(&installed).unwrap();
+
+    let dir = installed.parent().unwrap();
+    // The reconciler may put the file back while the directory is being removed.
+    while dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let back = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&installed).is_ok_and(|now| now == yaml)
+    });
+    assert!(back, "the installed file did not come back");
+    assert_eq!(mode(dir), 0o700);
+
+    // Later edits are still undone.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&installed, "edited").unwrap();
+    let repaired = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&installed).is_ok_and(|now| now == yaml)
+    });
+    assert!(repaired);
+}
