@@ -102,18 +102,10 @@ fn shown_key_id(key_id: &str) -> String {
     format!("{:?}... ({} bytes)", &key_id[..cut], key_id.len())
 }
 
-/// Parses a plugin endpoint the way `kms_endpoint` is written: `/path.sock`,
+/// Parses a plugin endpoint with the rules of `kms_endpoint`: `/path.sock`,
 /// `unix:///path.sock`, `@name` or `unix:///@name`.
 pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
-    let rest = text.strip_prefix("unix://").unwrap_or(text);
-    let name = rest.strip_prefix("/@").or_else(|| rest.strip_prefix('@'));
-    match name {
-        Some(name) if !name.is_empty() => Ok(Endpoint::Abstract(name.to_owned())),
-        None if rest.starts_with('/') && rest.len() > 1 => Ok(Endpoint::Path(rest.to_owned())),
-        _ => Err(format!(
-            "expected an absolute socket path, unix:///path, @name or unix:///@name, got {text:?}"
-        )),
-    }
+    text.parse::<Endpoint>().map_err(|err| err.to_string())
 }
 
 /// Parses a Go duration such as `3s` or `500ms`; it must be longer than zero.
