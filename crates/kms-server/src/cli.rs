@@ -26,7 +26,7 @@ pub struct Cli {
     pub data_dir: PathBuf,
 
     /// File of API tokens, lines "name:token" ('#' comments allowed). Without it, a token is
-    /// generated once into <data-dir>/token.
+    /// generated once into the file "token" in --data-dir.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
