@@ -2,6 +2,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod dev_plugin;
+mod host;
 pub(crate) mod lint;
 pub(crate) mod plan;
 pub(crate) mod probe;

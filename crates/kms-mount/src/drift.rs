@@ -4,6 +4,7 @@
 //! so a hand edit that removed a provider kept for reads shows up as drift, and so does a
 //! provider added by hand in front of the one ucp-kms writes with.
 
+use kms_model::encryption::{Key, ProviderConfiguration};
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion, LintError};
 use kms_render::{RenderError, Rendered};
 use similar::TextDiff;
@@ -151,6 +152,57 @@ pub fn unified_diff(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> S
         .to_string()
 }
 
+/// The write providers of `current` that `replacement` no longer lists for the same resources,
+/// each as `kms "name" (v2) for secrets`.
+///
+/// The first provider of each resource entry is the one kube-apiserver writes with, so the
+/// data it wrote becomes unreadable when a replacement (a rollback, a hand-made file) drops it.
+/// A kms provider is matched by name and API version, the parts of its storage prefix; a
+/// local-key provider by type and first key name; identity by type.
+pub fn dropped_write_providers(
+    current: &EncryptionConfiguration,
+    replacement: &EncryptionConfiguration,
+) -> Vec<String> {
+    let mut dropped = Vec::new();
+    for entry in &current.resources {
+        let Some(writer) = entry.providers.first() else { continue };
+        let key = storage_key(writer);
+        for resource in &entry.resources {
+            let kept = replacement
+                .resources
+                .iter()
+                .find(|candidate| candidate.resources.contains(resource))
+                .is_some_and(|candidate| {
+                    candidate.providers.iter().any(|provider| storage_key(provider) == key)
+                });
+            if !kept {
+                dropped.push(format!("{key} for {resource}"));
+            }
+        }
+    }
+    dropped
+}
+
+/// What names a provider's stored data: `kms "vault" (v2)`, `aescbc key "key1"`, `identity`.
+fn storage_key(provider: &ProviderConfiguration) -> String {
+    let first_key = |keys: &[Key]| keys.first().map(|key| key.name.clone()).unwrap_or_default();
+    if let Some(kms) = &provider.kms {
+        let api_version = match kms.api_version.as_deref() {
+            None | Some("") => "v1",
+            Some(other) => other,
+        };
+        format!("kms {:?} ({api_version})", kms.name)
+    } else if let Some(aes) = &provider.aesgcm {
+        format!("aesgcm key {:?}", first_key(&aes.keys))
+    } else if let Some(aes) = &provider.aescbc {
+        format!("aescbc key {:?}", first_key(&aes.keys))
+    } else if let Some(secretbox) = &provider.secretbox {
+        format!("secretbox key {:?}", first_key(&secretbox.keys))
+    } else {
+        "identity".to_owned()
+    }
+}
+
 fn join(errors: &[LintError]) -> String {
     errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
@@ -172,6 +224,43 @@ mod tests {
         let drift = compare(Some(b"a\nb\n"), Some(b"a\nc\n"));
         assert!(drift.is_drifted());
         assert_eq!(drift.diff, "--- installed\n+++ desired\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n");
+    }
+
+    fn config(entries: &[(&str, Vec<ProviderConfiguration>)]) -> EncryptionConfiguration {
+        EncryptionConfiguration::new(
+            entries
+                .iter()
+                .map(|(resource, providers)| kms_model::encryption::ResourceConfiguration {
+                    resources: vec![(*resource).to_owned()],
+                    providers: providers.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    fn kms(name: &str, api_version: Option<&str>) -> ProviderConfiguration {
+        ProviderConfiguration::kms(kms_model::encryption::KmsConfiguration {
+            name: name.to_owned(),
+            api_version: api_version.map(str::to_owned),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_replacement_without_the_write_provider_drops_it() {
+        let identity = ProviderConfiguration::identity();
+        let current = config(&[("secrets", vec![kms("next", Some("v2")), kms("old", None)])]);
+        let without = config(&[("secrets", vec![kms("old", Some("v1")), identity.clone()])]);
+        assert_eq!(dropped_write_providers(&current, &without), ["kms \"next\" (v2) for secrets"]);
+
+        let with = config(&[("secrets", vec![identity.clone(), kms("next", Some("v2"))])]);
+        assert!(dropped_write_providers(&current, &with).is_empty());
+
+        let other_version = config(&[("secrets", vec![kms("next", Some("v1"))])]);
+        assert_eq!(dropped_write_providers(&current, &other_version).len(), 1);
+
+        let elsewhere = config(&[("configmaps", vec![kms("next", Some("v2"))])]);
+        assert_eq!(dropped_write_providers(&current, &elsewhere).len(), 1);
     }
 
     #[test]

@@ -1,15 +1,234 @@
-//! `ucp-kms apply`.
+//! `ucp-kms apply`: validate, start the transition from the installed file, preflight, install
+//! atomically, then show what changed and the API server's mounts and flags.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
 
 use clap::Args;
+use kms_mount::drift::{self, DriftError, Installed};
+use kms_mount::install::{InstallOutcome, OwnedFile, PREVIOUS_SUFFIX};
+use kms_mount::plan::{Plan, PlanOptions, plan};
+use kms_mount::preflight::{PreflightOptions, SocketCheck, preflight};
+use kms_render::Rendered;
+use serde::Serialize;
 
+use super::host::{
+    MountModeArg, PluginHealth, TargetArgs, block_on, chain, load_settings, write_plan_text,
+};
 use crate::Outcome;
-use crate::cli::GlobalArgs;
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::output::print_json;
 
 /// Arguments of `ucp-kms apply`.
 #[derive(Debug, Args)]
-pub(crate) struct ApplyArgs {}
+pub(crate) struct ApplyArgs {
+    /// UCP configuration file (TOML, as `GET /api/ucp/config-toml` exports it); `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
 
-pub(crate) fn run(_args: &ApplyArgs, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    // FIXME: placeholder until this command is built; it refuses to run rather than pretend.
-    anyhow::bail!("`ucp-kms apply` is not available in this build")
+    #[command(flatten)]
+    target: TargetArgs,
+
+    /// Show the diff and the plan, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+
+    /// Install even when the plugin is not listening or not healthy, or when the installed
+    /// file cannot be decoded (it is kept as the previous version).
+    #[arg(long)]
+    force: bool,
+
+    /// Mount the socket's directory (default) or the socket file itself.
+    #[arg(long, value_enum)]
+    mount_mode: Option<MountModeArg>,
+}
+
+/// What `apply` did, as `--output json` prints it.
+#[derive(Debug, Default, Serialize)]
+struct Report {
+    kms_enabled: bool,
+    /// Host path of the owned file.
+    path: String,
+    /// `created`, `replaced`, `unchanged`, `would-create`, `would-replace`, `refused` or
+    /// `nothing-to-do`.
+    outcome: &'static str,
+    /// `sha256:<hex>` of the file installed before this run.
+    installed_hash: Option<String>,
+    /// `sha256:<hex>` of the file the settings call for.
+    desired_hash: Option<String>,
+    /// Unified diff from the installed file to the desired one.
+    diff: String,
+    socket: Option<SocketCheck>,
+    plugin: Option<PluginHealth>,
+    plan: Option<Plan>,
+    /// Why nothing was written; empty otherwise.
+    problems: Vec<String>,
+    warnings: Vec<String>,
+}
+
+pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
+    let version = global.kubernetes_version;
+    let Some(settings) = load_settings(&args.config, version)? else {
+        return Ok(Outcome::No);
+    };
+    let file = args.target.owned_file()?;
+    let mut report = Report {
+        kms_enabled: settings.enabled,
+        path: file.host_path().display().to_string(),
+        ..Report::default()
+    };
+
+    let installed = Installed::read(&file, version)?;
+    report.installed_hash = installed.bytes().map(kms_render::config_hash);
+    let Some(rendered) = desired(&settings, version, &installed, args.force, &file, &mut report)
+    else {
+        return finish(report, &file, global.output);
+    };
+    report.desired_hash = Some(rendered.hash.clone());
+    report.diff = drift::compare(installed.bytes(), Some(&rendered.yaml)).diff;
+    report.warnings.extend(rendered.warnings.iter().cloned());
+
+    let options = PlanOptions {
+        mount_mode: args.mount_mode.map(Into::into),
+        encryption_config: args.target.encryption_config.clone(),
+        ..PlanOptions::default()
+    }
+    .with_installed(&rendered.config);
+    match plan(&settings, version, &options) {
+        Ok(plan) => {
+            report.warnings.extend(plan.warnings.iter().cloned());
+            report.plan = Some(plan);
+        }
+        Err(err) => report.problems.push(err.to_string()),
+    }
+
+    let preflight_options = PreflightOptions {
+        root: args.target.root.clone(),
+        encryption_config: args.target.encryption_config.clone(),
+        probe: true,
+    };
+    let checked = block_on(preflight(&settings, version, &preflight_options))?;
+    report.socket = checked.socket.clone();
+    report.plugin = checked.plugin.as_ref().map(PluginHealth::from);
+    report.warnings.extend(checked.warnings.iter().cloned());
+    if !checked.is_ready() {
+        if args.force {
+            for problem in &checked.problems {
+                report.warnings.push(format!("installing anyway (--force): {problem}"));
+            }
+        } else {
+            report.problems.extend(checked.problems.iter().cloned());
+            report.problems.push(
+                "refusing to install: the KMS plugin must run and be healthy first; start it and \
+                 apply again, or use --force"
+                    .to_owned(),
+            );
+        }
+    }
+
+    report.outcome = if !report.problems.is_empty() {
+        "refused"
+    } else if args.dry_run {
+        match installed.bytes() {
+            None => "would-create",
+            Some(bytes) if bytes == rendered.yaml.as_slice() => "unchanged",
+            Some(_) => "would-replace",
+        }
+    } else {
+        match file.install(&rendered.yaml)? {
+            InstallOutcome::Created => "created",
+            InstallOutcome::Replaced => "replaced",
+            InstallOutcome::Unchanged => "unchanged",
+        }
+    };
+    tracing::debug!(outcome = report.outcome, config.hash = %rendered.hash, "apply finished");
+    finish(report, &file, global.output)
+}
+
+/// The file to install, rendered with the transition from the installed one; `None` when
+/// there is nothing to install or it cannot be rendered (the report says why).
+fn desired(
+    settings: &kms_model::KmsSettings,
+    version: kms_model::KubeVersion,
+    installed: &Installed,
+    force: bool,
+    file: &OwnedFile,
+    report: &mut Report,
+) -> Option<Rendered> {
+    let rendered = match drift::desired(settings, version, installed) {
+        Err(err @ DriftError::Unparseable { .. }) if force => {
+            report.warnings.push(format!(
+                "installing anyway (--force): {err}; the installed file is kept as \"{}{}\"",
+                file.host_path().display(),
+                PREVIOUS_SUFFIX
+            ));
+            kms_render::render(settings, version, None).map_err(chain)
+        }
+        Err(err @ DriftError::Unparseable { .. }) => Err(format!(
+            "refusing to install: {err}; fix the file by hand or use --force (the file is then \
+             kept as \"{}{}\")",
+            file.host_path().display(),
+            PREVIOUS_SUFFIX
+        )),
+        Err(err) => Err(chain(err)),
+        Ok(rendered) => Ok(rendered),
+    };
+    match rendered {
+        Ok(Some(rendered)) => Some(rendered),
+        Ok(None) => {
+            report.outcome = "nothing-to-do";
+            None
+        }
+        Err(problem) => {
+            report.outcome = "refused";
+            report.problems.push(problem);
+            None
+        }
+    }
+}
+
+/// Prints the report. Text: the diff, a verdict line and the plan on stdout; warnings and
+/// problems on stderr.
+fn finish(report: Report, file: &OwnedFile, output: OutputFormat) -> anyhow::Result<Outcome> {
+    let outcome = if report.problems.is_empty() { Outcome::Yes } else { Outcome::No };
+    if output == OutputFormat::Json {
+        print_json(&report)?;
+        return Ok(outcome);
+    }
+
+    {
+        let mut stderr = io::stderr().lock();
+        for warning in &report.warnings {
+            writeln!(stderr, "warning: {warning}")?;
+        }
+        for problem in &report.problems {
+            writeln!(stderr, "error: {problem}")?;
+        }
+    }
+
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(report.diff.as_bytes())?;
+    let path = file.host_path().display();
+    let hash = report.desired_hash.as_deref().unwrap_or_default();
+    match report.outcome {
+        "created" | "replaced" => {
+            writeln!(stdout, "installed {path} ({hash})")?;
+            if report.outcome == "replaced" {
+                writeln!(stdout, "the previous version is kept as {path}{PREVIOUS_SUFFIX}")?;
+            }
+        }
+        "unchanged" => writeln!(stdout, "{path} already holds the desired file ({hash})")?,
+        "would-create" | "would-replace" => {
+            writeln!(stdout, "dry run: would install {path} ({hash}); nothing written")?;
+        }
+        "nothing-to-do" => {
+            writeln!(stdout, "KMS is off and nothing is installed: nothing to install")?;
+        }
+        _ => writeln!(stdout, "nothing written")?,
+    }
+    if let Some(plan) = &report.plan {
+        write_plan_text(&mut stdout, plan)?;
+    }
+    stdout.flush()?;
+    Ok(outcome)
 }

@@ -1,0 +1,177 @@
+//! What the host commands (`plan`, `apply`, `status`, `prune`, `rollback`) share: where the
+//! owned file lives, loading the settings, and printing plans and plugin health.
+
+use std::future::Future;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use kms_model::{Diagnostic, KmsSettings, KubeVersion, load_settings_bytes};
+use kms_mount::install::{DEFAULT_ENCRYPTION_CONFIG, OwnedFile};
+use kms_mount::plan::{MountKind, MountMode, Plan};
+use kms_mount::plugin::ProbeReport;
+use serde::Serialize;
+
+use crate::input::{display_name, read_document};
+
+/// Where the owned EncryptionConfiguration is, on the host or under a sandbox root.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// Directory that host paths are interpreted under; `/` on a real host.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub(crate) root: PathBuf,
+
+    /// Host path of the EncryptionConfiguration ucp-kms owns (absolute; its directory is what
+    /// the API server mounts).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_ENCRYPTION_CONFIG)]
+    pub(crate) encryption_config: PathBuf,
+}
+
+impl TargetArgs {
+    /// The owned file under the root.
+    pub(crate) fn owned_file(&self) -> anyhow::Result<OwnedFile> {
+        Ok(OwnedFile::new(&self.root, &self.encryption_config)?)
+    }
+}
+
+/// `--mount-mode`, as the command line spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum MountModeArg {
+    /// Mount the socket file itself; a plugin that re-creates its socket is not seen until
+    /// the API server restarts.
+    File,
+    /// Mount the socket's directory (the default, unless it is a shared system directory).
+    Dir,
+}
+
+impl From<MountModeArg> for MountMode {
+    fn from(mode: MountModeArg) -> Self {
+        match mode {
+            MountModeArg::File => Self::File,
+            MountModeArg::Dir => Self::Dir,
+        }
+    }
+}
+
+/// Reads and validates the UCP configuration at `path`. Problems go to stderr as
+/// `file:line:col: field: message`; `None` when the settings are invalid.
+pub(crate) fn load_settings(
+    path: &Path,
+    version: KubeVersion,
+) -> anyhow::Result<Option<KmsSettings>> {
+    let name = display_name(path);
+    let bytes = read_document(path)?;
+    let mut stderr = io::stderr().lock();
+    match load_settings_bytes(&bytes, version) {
+        Ok(validated) => {
+            for warning in &validated.warnings {
+                writeln!(stderr, "warning: {}", located(&name, warning))?;
+            }
+            Ok(Some(validated.settings))
+        }
+        Err(invalid) => {
+            for error in &invalid.errors {
+                writeln!(stderr, "{}", located(&name, error))?;
+            }
+            for warning in &invalid.warnings {
+                writeln!(stderr, "warning: {}", located(&name, warning))?;
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn located(file: &str, diagnostic: &Diagnostic) -> String {
+    format!("{file}:{diagnostic}")
+}
+
+/// An error with its causes, `outer: inner: root`, as one line.
+pub(crate) fn chain(err: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::from(err))
+}
+
+/// Runs one future to completion on a runtime of its own; the probe is the only async work.
+pub(crate) fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+/// Prints `warning: <message>` lines on stderr.
+pub(crate) fn print_warnings(warnings: &[String]) -> io::Result<()> {
+    let mut stderr = io::stderr().lock();
+    for warning in warnings {
+        writeln!(stderr, "warning: {warning}")?;
+    }
+    Ok(())
+}
+
+/// The plan for people: one line per mount, one per flag.
+pub(crate) fn write_plan_text(out: &mut impl Write, plan: &Plan) -> io::Result<()> {
+    if plan.is_empty() {
+        return writeln!(out, "no mounts and no flags: KMS is off and nothing is installed");
+    }
+    writeln!(out, "mounts into the API server container:")?;
+    for mount in &plan.mounts {
+        let kind = match mount.kind {
+            MountKind::Directory => "directory",
+            MountKind::Socket => "socket",
+        };
+        let access = if mount.read_only { ", read-only" } else { "" };
+        writeln!(
+            out,
+            "  {} -> {} ({kind}{access})",
+            mount.source.display(),
+            mount.target.display()
+        )?;
+    }
+    writeln!(out, "kube-apiserver flags:")?;
+    for flag in &plan.apiserver_flags {
+        writeln!(out, "  {flag}")?;
+    }
+    Ok(())
+}
+
+/// What `status` and `apply` say about the plugin: `{"healthy", "version", "key_id",
+/// "latency_ms", "error"}`.
+#[derive(Clone, Debug, Serialize)]
+pub(crate) struct PluginHealth {
+    pub(crate) healthy: bool,
+    pub(crate) version: Option<String>,
+    pub(crate) key_id: Option<String>,
+    pub(crate) latency_ms: f64,
+    pub(crate) error: Option<String>,
+}
+
+impl From<&ProbeReport> for PluginHealth {
+    fn from(report: &ProbeReport) -> Self {
+        Self {
+            healthy: report.healthy,
+            version: report.version.clone(),
+            key_id: report.key_id.clone(),
+            latency_ms: report.latency_ms(),
+            error: report.error().map(str::to_owned),
+        }
+    }
+}
+
+impl PluginHealth {
+    /// `healthy, API version "v2", key ID "k1", 1.2 ms` or `unhealthy: <why>`.
+    pub(crate) fn to_line(&self) -> String {
+        if !self.healthy {
+            return format!("unhealthy: {}", self.error.as_deref().unwrap_or("no answer"));
+        }
+        let mut line = "healthy".to_owned();
+        if let Some(version) = &self.version {
+            line.push_str(&format!(", API version {version:?}"));
+        }
+        if let Some(key_id) = &self.key_id {
+            line.push_str(&format!(", key ID {key_id:?}"));
+        }
+        line.push_str(&format!(", {:.1} ms", self.latency_ms));
+        line
+    }
+}
