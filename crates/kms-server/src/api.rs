@@ -377,19 +377,32 @@ async fn get_status(State(state): State<AppState>) -> Result<Response, AppError>
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
     let drift = kms_mount::drift::compare(installed.as_deref(), report.desired.as_deref());
+    let mut problems = Vec::new();
+    if drift.is_drifted() {
+        let path = state.inner.reconciler.file().host_path().display();
+        problems.push(match (&drift.installed_hash, &drift.desired_hash) {
+            (None, _) => format!("nothing is installed at {path}"),
+            (Some(_), None) => format!("{path} is installed but no file can be rendered"),
+            (Some(_), Some(_)) => format!("{path} differs from the desired file (drift)"),
+        });
+    }
+    problems.extend(report.problems.iter().cloned());
+    if matches!(report.outcome, Outcome::Failed) {
+        problems.push(report.message.clone());
+    }
+    // The shape of `ucp-kms status --output json`, with the revision and the last reconcile.
     let body = json!({
-        "revision": report.revision,
         "kms_enabled": report.kms_enabled,
-        "encryption_config": {
-            "path": state.inner.reconciler.file().host_path(),
-            "installed": installed.is_some(),
-            "installed_hash": drift.installed_hash,
-            "desired_hash": drift.desired_hash,
-            "drift": drift.is_drifted(),
-            "diff": drift.diff,
-        },
+        "desired_hash": drift.desired_hash,
+        "installed_hash": drift.installed_hash,
+        "drift": drift.is_drifted(),
+        "diff": drift.diff,
+        "socket": report.socket,
         "plugin": report.plugin,
+        "problems": problems,
         "warnings": report.warnings,
+        "path": state.inner.reconciler.file().host_path(),
+        "revision": report.revision,
         "reconcile": {
             "time": report.time,
             "revision": report.revision,
@@ -461,13 +474,8 @@ async fn readiness(state: &AppState) -> Result<(), String> {
         }
     }
     let report = state.inner.reconciler.report();
-    match report.outcome {
-        Outcome::Pending | Outcome::Failed | Outcome::Blocked => Err(report.message.clone()),
-        _ if report.kms_enabled && !report.plugin.as_ref().is_some_and(|p| p.healthy) => {
-            Err("the KMS plugin is not healthy".to_owned())
-        }
-        _ => Ok(()),
-    }
+    // A pass that enables KMS only succeeds after the plugin passed preflight.
+    if report.outcome.is_good() { Ok(()) } else { Err(report.message.clone()) }
 }
 
 /// `GET /_ping`: `OK` when healthy, 500 with the reason otherwise, as UCP's.

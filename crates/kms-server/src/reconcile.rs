@@ -21,7 +21,7 @@ use kms_model::{KmsSettings, KubeVersion};
 use kms_mount::drift::{self, DriftError, Installed};
 use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
 use kms_mount::plugin::ProbeReport;
-use kms_mount::preflight::PreflightOptions;
+use kms_mount::preflight::{Preflight, PreflightOptions, SocketCheck};
 use kms_render::Rendered;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
@@ -70,19 +70,32 @@ impl Outcome {
     }
 }
 
-/// The plugin's health as the last preflight saw it.
+/// The plugin's health as the last preflight saw it, in the shape `ucp-kms status` prints:
+/// `{"healthy", "version", "key_id", "latency_ms", "error"}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct PluginHealth {
-    /// The endpoint probed, as configured.
-    pub endpoint: String,
     /// Whether kube-apiserver would accept the plugin.
     pub healthy: bool,
-    /// Time spent in the probe's calls, in milliseconds, when the plugin was probed.
-    pub latency_ms: Option<f64>,
-    /// Every problem found.
-    pub problems: Vec<String>,
-    /// What does not block but should be fixed, such as a socket directory open to others.
-    pub warnings: Vec<String>,
+    /// The API version string the plugin reported.
+    pub version: Option<String>,
+    /// The key ID the plugin reported (KMS v2).
+    pub key_id: Option<String>,
+    /// Time spent in the probe's calls, in milliseconds.
+    pub latency_ms: f64,
+    /// The first problem found.
+    pub error: Option<String>,
+}
+
+impl From<&ProbeReport> for PluginHealth {
+    fn from(report: &ProbeReport) -> Self {
+        Self {
+            healthy: report.healthy,
+            version: report.version.clone(),
+            key_id: report.key_id.clone(),
+            latency_ms: report.latency_ms(),
+            error: report.error().map(str::to_owned),
+        }
+    }
 }
 
 /// The result of the last full pass.
@@ -100,9 +113,13 @@ pub struct Report {
     pub kms_enabled: bool,
     /// `sha256:<hex>` of the file the configuration renders to, when it renders one.
     pub desired_hash: Option<String>,
-    /// The plugin probe, when KMS is enabled.
+    /// The plugin socket, when KMS is enabled.
+    pub socket: Option<SocketCheck>,
+    /// The plugin probe, when the socket listens.
     pub plugin: Option<PluginHealth>,
-    /// Transition warnings of the rendering.
+    /// What the preflight found wrong; a pass that enables KMS installs nothing while any.
+    pub problems: Vec<String>,
+    /// Transition and preflight warnings.
     pub warnings: Vec<String>,
     /// The rendered file.
     #[serde(skip)]
@@ -118,7 +135,9 @@ impl Report {
             message: "the first reconcile has not finished yet".to_owned(),
             kms_enabled: false,
             desired_hash: None,
+            socket: None,
             plugin: None,
+            problems: Vec::new(),
             warnings: Vec::new(),
             desired: None,
         }
@@ -392,22 +411,19 @@ impl Reconciler {
         report.warnings.clone_from(&rendered.warnings);
         report.desired = Some(Arc::from(rendered.yaml.as_slice()));
 
-        let health = self.preflight(&settings).await;
-        report.warnings.extend(health.warnings.iter().cloned());
-        if settings.enabled {
-            let healthy = health.healthy;
-            let problem = health.problems.first().cloned().unwrap_or_default();
-            report.plugin = Some(health);
-            if !healthy {
-                report.outcome = Outcome::Blocked;
-                report.message = format!(
-                    "not installing an EncryptionConfiguration that enables KMS: preflight \
-                     failed: {problem}"
-                );
-                return finish(report);
-            }
-        } else {
-            self.metrics.plugin_healthy.set(-1);
+        let checked = self.preflight(&settings).await;
+        report.warnings.extend(checked.warnings.iter().cloned());
+        report.socket = checked.socket.clone();
+        report.plugin = checked.plugin.as_ref().map(PluginHealth::from);
+        report.problems.clone_from(&checked.problems);
+        if settings.enabled && !checked.is_ready() {
+            let problem = checked.problems.first().cloned().unwrap_or_default();
+            report.outcome = Outcome::Blocked;
+            report.message = format!(
+                "not installing an EncryptionConfiguration that enables KMS: preflight failed: \
+                 {problem}"
+            );
+            return finish(report);
         }
 
         let installed = self.install(&rendered.yaml).await;
@@ -442,7 +458,7 @@ impl Reconciler {
 
     /// The host checks of `kms-mount`: the socket listens and the plugin answers its health
     /// call, and the directories involved are not open to others.
-    async fn preflight(&self, settings: &KmsSettings) -> PluginHealth {
+    async fn preflight(&self, settings: &KmsSettings) -> Preflight {
         let options = PreflightOptions {
             root: self.options.root.clone(),
             encryption_config: self.options.encryption_config.clone(),
@@ -450,20 +466,13 @@ impl Reconciler {
         };
         let version = self.options.kubernetes_version;
         let started = Instant::now();
-        let result = kms_mount::preflight::preflight(settings, version, &options).await;
-        if result.plugin.is_some() {
+        let checked = kms_mount::preflight::preflight(settings, version, &options).await;
+        if checked.plugin.is_some() {
             self.metrics.probe_duration.observe(started.elapsed().as_secs_f64());
         }
-        if settings.enabled {
-            self.metrics.plugin_healthy.set(i64::from(result.is_ready()));
-        }
-        PluginHealth {
-            endpoint: settings.endpoint.as_ref().map(ToString::to_string).unwrap_or_default(),
-            healthy: result.is_ready(),
-            latency_ms: result.plugin.as_ref().map(ProbeReport::latency_ms),
-            problems: result.problems,
-            warnings: result.warnings,
-        }
+        let healthy = if settings.enabled { i64::from(checked.is_ready()) } else { -1 };
+        self.metrics.plugin_healthy.set(healthy);
+        checked
     }
 
     /// Installs `bytes` and trusts them from now on.

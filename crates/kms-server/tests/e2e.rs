@@ -160,7 +160,10 @@ fn kms_is_installed_under_the_root_and_hand_edits_are_undone() {
     let status_json: serde_json::Value = serde_json::from_str(&status_json).unwrap();
     assert_eq!(status_json["reconcile"]["outcome"], "installed", "{status_json}");
     assert_eq!(status_json["plugin"]["healthy"], true, "{status_json}");
-    assert_eq!(status_json["encryption_config"]["drift"], false, "{status_json}");
+    assert_eq!(status_json["drift"], false, "{status_json}");
+    assert_eq!(status_json["socket"]["state"], "listening", "{status_json}");
+    assert!(status_json["plugin"]["key_id"].as_str().unwrap().starts_with("dev-"), "{status_json}");
+    assert_eq!(status_json["problems"], serde_json::json!([]), "{status_json}");
     let (status, _) = curl(&[&server.url("/readyz")]);
     assert_eq!(status, 200);
     let (status, plan) = curl(&["-H", &token, &server.url("/api/kms/plan")]);
@@ -245,6 +248,8 @@ fn kms_is_never_installed_while_the_plugin_fails_preflight() {
     let (_, status_json) = curl(&["-H", &token, &server.url("/api/kms/status")]);
     let status_json: serde_json::Value = serde_json::from_str(&status_json).unwrap();
     assert_eq!(status_json["reconcile"]["outcome"], "blocked", "{status_json}");
+    assert_eq!(status_json["socket"]["state"], "missing", "{status_json}");
+    assert_eq!(status_json["drift"], true, "{status_json}");
     let message = status_json["reconcile"]["message"].as_str().unwrap();
     assert!(message.contains("preflight") && message.contains(SOCKET), "{message}");
     let (status, body) = curl(&[&server.url("/readyz")]);
