@@ -21,8 +21,9 @@ const PREVIOUS: &str = "etc/ucp-kms/encryption-config.yaml.previous";
 /// A UCP configuration with KMS on, as an exported one looks; `{extra}` adds kms_* keys.
 fn ucp_config(extra: &str) -> String {
     format!(
-        "[cluster_config]\n  controller_port = 443\n  kms_enabled = true\n  kms_name = \"vault\"\n  \
-         kms_endpoint = \"/run/kmsplugin/socket.sock\"\n{extra}\n[auth]\n  backend = \"managed\"\n"
+        "[cluster_config]\n  controller_port = 443\n  kms_enabled = true\n  \
+         kms_name = \"vault\"\n  kms_endpoint = \"/run/kmsplugin/socket.sock\"\n{extra}\n\
+         [auth]\n  backend = \"managed\"\n"
     )
 }
 
@@ -229,6 +230,18 @@ fn apply_never_loses_an_unparseable_file() {
     assert_eq!(code(&forced), 0, "{}", stderr(&forced));
     assert_eq!(fs::read_to_string(host.path(PREVIOUS)).unwrap(), "kind: [unbalanced\n");
     assert!(fs::read_to_string(host.path(INSTALLED)).unwrap().contains("name: vault"));
+
+    // Rolling back to it would hand kube-apiserver a file it cannot load.
+    let refused = rollback(&host, &[]);
+    assert_eq!(code(&refused), 1);
+    assert!(
+        stderr(&refused).contains("cannot decode the previous version"),
+        "{}",
+        stderr(&refused)
+    );
+    let forced = rollback(&host, &["--force"]);
+    assert_eq!(code(&forced), 0, "{}", stderr(&forced));
+    assert_eq!(fs::read_to_string(host.path(INSTALLED)).unwrap(), "kind: [unbalanced\n");
 }
 
 #[test]
@@ -497,4 +510,34 @@ fn invalid_settings_are_a_no() {
         assert_eq!(code(&output), 1, "{command}");
         assert!(stderr(&output).contains("ucp-config.toml:"), "{command}: {}", stderr(&output));
     }
+}
+
+fn snapshot(name: &str, text: &str) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_snapshot_path("snapshots");
+    settings.bind(|| insta::assert_snapshot!(name, text));
+}
+
+#[test]
+fn help() {
+    for command in ["plan", "apply", "status", "prune", "rollback"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_ucp-kms"))
+            .args([command, "--help"])
+            .env("COLUMNS", "100")
+            .output()
+            .unwrap();
+        assert_eq!(code(&output), 0, "{command}");
+        snapshot(&format!("{command}_help"), &stdout(&output));
+    }
+}
+
+#[test]
+fn apply_dry_run_text() {
+    let host = Host::new(&ucp_config("  kms_timeout = \"5s\""));
+
+    let output = host.run("apply", &["--dry-run", "--force", "--kubernetes-version", "1.28"]);
+
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    snapshot("apply_dry_run_1_28", &stdout(&output));
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use kms_model::{Endpoint, KmsSettings, KubeVersion};
 use serde::Serialize;
 
-use crate::install::{DEFAULT_ENCRYPTION_CONFIG, under_root};
+use crate::install::{DEFAULT_ENCRYPTION_CONFIG, FILE_MODE, under_root};
 use crate::plugin::{self, ProbeOptions, ProbeReport};
 
 /// What is found at the plugin's endpoint.
@@ -192,8 +192,8 @@ fn check_abstract(name: &str) -> SocketCheck {
     }
 }
 
-/// Owner and mode problems of the plugin socket, its directory and the directory of the
-/// EncryptionConfiguration, as warnings. Paths that do not exist yet give none.
+/// Owner and mode problems of the plugin socket, its directory, the EncryptionConfiguration
+/// and its directory, as warnings. Paths that do not exist yet give none.
 pub fn check_permissions(
     root: &Path,
     endpoint: Option<&Endpoint>,
@@ -221,6 +221,17 @@ pub fn check_permissions(
                 host_dir,
                 "the plugin socket's directory",
                 0o022,
+            ));
+        }
+    }
+
+    if let Ok(metadata) = fs::metadata(under_root(root, encryption_config)) {
+        let mode = metadata.permissions().mode() & 0o7777;
+        if metadata.is_file() && mode != FILE_MODE {
+            warnings.push(format!(
+                "the EncryptionConfiguration \"{}\" has mode {mode:04o}, expected 0600: it may \
+                 hold local keys of providers kept for reads; ucp-kms apply sets it back",
+                encryption_config.display()
             ));
         }
     }

@@ -165,6 +165,24 @@ fn loose_directories_are_warned_about() {
 }
 
 #[test]
+fn a_loosened_encryption_configuration_is_warned_about() {
+    let root = root();
+    let config = under_root(root.path(), Path::new(DEFAULT_ENCRYPTION_CONFIG));
+    fs::create_dir_all(config.parent().unwrap()).unwrap();
+    fs::set_permissions(config.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(&config, b"kind: EncryptionConfiguration\n").unwrap();
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o600)).unwrap();
+    let check = || check_permissions(root.path(), None, Path::new(DEFAULT_ENCRYPTION_CONFIG));
+    assert_eq!(check(), Vec::<String>::new());
+
+    fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
+    let warnings = check();
+
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("has mode 0644, expected 0600"), "{}", warnings[0]);
+}
+
+#[test]
 fn a_socket_open_to_everyone_is_warned_about() {
     let root = root();
     let _listener = UnixListener::bind(socket_path(&root)).unwrap();

@@ -82,7 +82,8 @@ pub(crate) fn run(args: &RollbackArgs, global: &GlobalArgs) -> anyhow::Result<Ou
     if let Err(errors) = &decoded.1 {
         let errors: Vec<_> = errors.iter().map(ToString::to_string).collect();
         let message = format!(
-            "kube-apiserver {version} cannot decode the previous version {path}{PREVIOUS_SUFFIX}              ({})",
+            "kube-apiserver {version} cannot decode the previous version {path}{PREVIOUS_SUFFIX} \
+             ({})",
             errors.join("; ")
         );
         if !args.force {
