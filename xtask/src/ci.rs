@@ -1,9 +1,9 @@
 //! `cargo xtask ci`: every check CI makes, in the order a developer would run them.
 //!
 //! Format, clippy, the tests, the tests marked `#[ignore = "needs <tool>"]` whose tool this
-//! machine has, then the docs. Every step runs even when an earlier one failed, so one run shows
-//! everything that is wrong. The last line counts the tests: `tests: N passed, N failed, N
-//! skipped`.
+//! machine has, then the docs. Every step runs even when an earlier one failed, and each goes on
+//! past a failing crate or test binary, so one run shows everything that is wrong. The last line
+//! counts the tests: `tests: N passed, N failed, N skipped`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -26,10 +26,18 @@ pub(crate) fn run() -> anyhow::Result<()> {
     check("fmt", run_command(&mut cargo(["fmt", "--all", "--check"])));
     check(
         "clippy",
-        run_command(&mut cargo(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])),
+        run_command(&mut cargo([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--keep-going",
+            "--",
+            "-D",
+            "warnings",
+        ])),
     );
     let mut tests = Tally::default();
-    check("test", run_tests(&mut cargo(["test", "--workspace"]), &mut tests));
+    check("test", run_tests(&mut cargo(["test", "--workspace", "--no-fail-fast"]), &mut tests));
     let mut ignored = Tally::default();
     check("ignored tests", ignored_tests(&project_root(), &mut ignored));
     check(
@@ -131,7 +139,7 @@ fn ignored_tests(root: &Path, tally: &mut Tally) -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut command = cargo(["test", "--workspace", "--", "--ignored"]);
+    let mut command = cargo(["test", "--workspace", "--no-fail-fast", "--", "--ignored"]);
     for test in &missing {
         command.args(["--skip", &test.name]);
     }

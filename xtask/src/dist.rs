@@ -25,11 +25,18 @@ struct Binary {
     command: fn() -> clap::Command,
 }
 
-const BINARIES: [Binary; 1] = [Binary {
-    name: "ucp-kms",
-    package: "kms-cli",
-    command: <kms_cli::Cli as CommandFactory>::command,
-}];
+const BINARIES: [Binary; 2] = [
+    Binary {
+        name: "ucp-kms",
+        package: "kms-cli",
+        command: <kms_cli::Cli as CommandFactory>::command,
+    },
+    Binary {
+        name: "ucp-kms-server",
+        package: "kms-server",
+        command: <kms_server::Cli as CommandFactory>::command,
+    },
+];
 
 /// Files copied from the repository into the archive: source path, path in the archive.
 const DOCUMENTS: [(&str, &str); 4] = [

@@ -113,9 +113,11 @@ fn read(command: &mut Command) -> anyhow::Result<String> {
     Ok(stdout.trim().to_owned())
 }
 
-/// The command line as a shell would show it, for logs and errors.
+/// The command line as a shell would show it, for logs and errors; `$CARGO` shows as `cargo`.
 fn display(command: &Command) -> String {
-    let mut line = command.get_program().to_string_lossy().into_owned();
+    let program = Path::new(command.get_program());
+    let mut line =
+        program.file_name().unwrap_or(program.as_os_str()).to_string_lossy().into_owned();
     for arg in command.get_args() {
         line.push(' ');
         line.push_str(&arg.to_string_lossy());
