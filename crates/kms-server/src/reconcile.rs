@@ -588,7 +588,8 @@ fn difference(path: &Path, expected: &[u8]) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// Runs `command` with `sh -c`, logging its exit status and output.
+/// Runs `command` with `sh -c` in a process group of its own, logging its exit status and
+/// output. Past `timeout` the whole group is killed, so no child of the shell lingers.
 async fn run_command(command: &str, timeout: Duration) {
     let started = Instant::now();
     let child = tokio::process::Command::new("sh")
@@ -597,49 +598,71 @@ async fn run_command(command: &str, timeout: Duration) {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn();
-    let child = match child {
+    let mut child = match child {
         Ok(child) => child,
         Err(err) => {
             tracing::error!(on_change.command = command, error = %err, "cannot run --on-change");
             return;
         }
     };
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(Ok(output)) => {
-            let stdout = bounded_text(&output.stdout);
-            let stderr = bounded_text(&output.stderr);
-            let ms = started.elapsed().as_millis() as u64;
-            if output.status.success() {
-                tracing::info!(
-                    on_change.command = command,
-                    on_change.status = %output.status,
-                    on_change.ms = ms,
-                    on_change.stdout = %stdout,
-                    on_change.stderr = %stderr,
-                    "--on-change finished"
-                );
-            } else {
-                tracing::error!(
-                    on_change.command = command,
-                    on_change.status = %output.status,
-                    on_change.ms = ms,
-                    on_change.stdout = %stdout,
-                    on_change.stderr = %stderr,
-                    "--on-change failed"
-                );
+    let stdout = tokio::spawn(read_all(child.stdout.take()));
+    let stderr = tokio::spawn(read_all(child.stderr.take()));
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
             }
+            let _ = child.wait().await;
+            tracing::error!(
+                on_change.command = command,
+                on_change.timeout = %humantime::format_duration(timeout),
+                "--on-change did not finish in time and was killed"
+            );
+            return;
         }
-        Ok(Err(err)) => {
+    };
+    let status = match status {
+        Ok(status) => status,
+        Err(err) => {
             tracing::error!(on_change.command = command, error = %err, "--on-change failed");
+            return;
         }
-        Err(_) => tracing::error!(
+    };
+    let stdout = bounded_text(&stdout.await.unwrap_or_default());
+    let stderr = bounded_text(&stderr.await.unwrap_or_default());
+    let ms = started.elapsed().as_millis() as u64;
+    if status.success() {
+        tracing::info!(
             on_change.command = command,
-            on_change.timeout = %humantime::format_duration(timeout),
-            "--on-change did not finish in time and was killed"
-        ),
+            on_change.status = %status,
+            on_change.ms = ms,
+            on_change.stdout = %stdout,
+            on_change.stderr = %stderr,
+            "--on-change finished"
+        );
+    } else {
+        tracing::error!(
+            on_change.command = command,
+            on_change.status = %status,
+            on_change.ms = ms,
+            on_change.stdout = %stdout,
+            on_change.stderr = %stderr,
+            "--on-change failed"
+        );
     }
+}
+
+/// Everything a child writes to one of its pipes, up to the end.
+async fn read_all(pipe: Option<impl tokio::io::AsyncRead + Unpin>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut pipe, &mut bytes).await;
+    }
+    bytes
 }
 
 /// At most 4 KiB of a command's output, as text, for the log.
@@ -670,4 +693,60 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TRUSTED: &[u8] = b"a\nb\nc\n";
+
+    fn write(path: &Path, bytes: &[u8], mode: u32) {
+        fs::write(path, bytes).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn differences_are_summarised_by_lines_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("encryption-config.yaml");
+
+        write(&path, TRUSTED, 0o600);
+        assert_eq!(difference(&path, TRUSTED), None);
+
+        write(&path, b"a\nb\nc\nd\ne\n", 0o600);
+        assert_eq!(difference(&path, TRUSTED).unwrap(), "2 line(s) added, 0 removed");
+
+        write(&path, b"a\nX\n", 0o644);
+        assert_eq!(
+            difference(&path, TRUSTED).unwrap(),
+            "1 line(s) added, 2 removed; mode 644, expected 600"
+        );
+
+        fs::remove_file(&path).unwrap();
+        assert_eq!(difference(&path, TRUSTED).unwrap(), "file deleted");
+
+        fs::create_dir(&path).unwrap();
+        assert!(difference(&path, TRUSTED).unwrap().contains("not a regular file"));
+    }
+
+    #[test]
+    fn command_output_is_bounded() {
+        assert_eq!(bounded_text(b"done\n"), "done");
+        let long = vec![b'x'; 5000];
+        let text = bounded_text(&long);
+        assert!(text.ends_with("[904 more bytes]"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("finished");
+        // The marker is touched by a background child of the shell, which survives a kill of
+        // the shell alone.
+        let command = format!("(sleep 1; touch {}) & wait", marker.display());
+        run_command(&command, Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "a child of --on-change outlived its timeout");
+    }
 }
