@@ -294,6 +294,38 @@ fn status_follows_drift_and_the_plugin() {
 }
 
 #[test]
+fn disabling_kms_keeps_needing_its_plugin_for_reads() {
+    let mut host = Host::new(&ucp_config(""));
+    host.start_plugin(&[]);
+    assert_eq!(code(&host.run("apply", &[])), 0);
+    host.set_config(KMS_OFF);
+    host.kill_plugin();
+
+    let refused = host.run("apply", &[]);
+    assert_eq!(code(&refused), 1, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("kms provider \"vault\", kept for reads"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!host.path(PREVIOUS).exists(), "nothing was written");
+
+    host.start_plugin(&[]);
+    assert_eq!(code(&host.run("apply", &[])), 0);
+    let status = host.run("status", &["--output", "json"]);
+    assert_eq!(code(&status), 0, "{}", stdout(&status));
+    assert_eq!(json(&status)["socket"], Value::Null);
+    // The API server keeps reading through the plugin, so its socket stays mounted.
+    let plan = json(&host.run("plan", &["--output", "json"]));
+    assert_eq!(plan["mounts"][1]["source"], "/run/kmsplugin", "{plan}");
+
+    host.kill_plugin();
+    let status = host.run("status", &["--output", "json"]);
+    assert_eq!(code(&status), 1);
+    assert!(json(&status)["problems"][0].as_str().unwrap().contains("stale socket"));
+}
+
+#[test]
 fn status_with_kms_off_and_nothing_installed_is_fine() {
     let host = Host::new(KMS_OFF);
 

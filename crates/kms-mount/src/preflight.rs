@@ -15,10 +15,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{SocketAddr, UnixStream};
 use std::path::{Path, PathBuf};
 
-use kms_model::{Endpoint, KmsSettings, KubeVersion};
+use kms_model::{EncryptionConfiguration, Endpoint, KmsSettings, KubeVersion};
 use serde::Serialize;
 
 use crate::install::{DEFAULT_ENCRYPTION_CONFIG, FILE_MODE, under_root};
+use crate::plan::endpoint_from_url;
 use crate::plugin::{self, ProbeOptions, ProbeReport};
 
 /// What is found at the plugin's endpoint.
@@ -190,6 +191,35 @@ fn check_abstract(name: &str) -> SocketCheck {
             "check that the plugin runs in the API server's network namespace",
         ),
     }
+}
+
+/// The sockets of kms providers that `config` keeps for reads, other than the settings' own
+/// endpoint, that do not listen: each is a problem, as kube-apiserver needs every kms plugin of
+/// its file to read what that plugin encrypted and to pass its health checks.
+pub fn check_kept_sockets(
+    root: &Path,
+    settings: &KmsSettings,
+    config: &EncryptionConfiguration,
+) -> Vec<String> {
+    let own = settings.endpoint.as_ref().filter(|_| settings.enabled);
+    let mut seen: Vec<Endpoint> = own.into_iter().cloned().collect();
+    let mut problems = Vec::new();
+    let kept = config.resources.iter().flat_map(|entry| &entry.providers);
+    for kms in kept.filter_map(|provider| provider.kms.as_ref()) {
+        let Some(endpoint) = endpoint_from_url(&kms.endpoint) else { continue };
+        if seen.contains(&endpoint) {
+            continue;
+        }
+        let check = check_socket(root, &endpoint);
+        if !check.is_listening() {
+            problems.push(format!(
+                "the plugin of kms provider \"{}\", kept for reads, is not reachable: {check}",
+                kms.name
+            ));
+        }
+        seen.push(endpoint);
+    }
+    problems
 }
 
 /// Owner and mode problems of the plugin socket, its directory, the EncryptionConfiguration

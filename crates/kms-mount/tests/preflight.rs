@@ -282,3 +282,51 @@ async fn kms_off_needs_no_socket() {
     assert!(report.is_ready());
     assert!(report.socket.is_none() && report.plugin.is_none());
 }
+
+#[test]
+fn kept_plugins_must_listen_too() {
+    let root = root();
+    let kept = |name: &str, endpoint: &str| {
+        kms_model::encryption::ProviderConfiguration::kms(kms_model::encryption::KmsConfiguration {
+            name: name.to_owned(),
+            api_version: Some("v2".to_owned()),
+            endpoint: endpoint.to_owned(),
+            ..Default::default()
+        })
+    };
+    let config = kms_model::EncryptionConfiguration::new(vec![
+        kms_model::encryption::ResourceConfiguration {
+            resources: vec!["secrets".to_owned()],
+            providers: vec![
+                kept("vault", "unix:///run/kmsplugin/socket.sock"),
+                kept("old", "unix:///run/old/socket.sock"),
+                kms_model::encryption::ProviderConfiguration::identity(),
+            ],
+        },
+    ]);
+
+    // The settings' own endpoint is preflight's job; only the kept one is checked here.
+    let problems = kms_mount::preflight::check_kept_sockets(
+        root.path(),
+        &settings(KmsApiVersion::V2),
+        &config,
+    );
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("the plugin of kms provider \"old\", kept for reads"));
+    assert!(problems[0].contains("\"/run/old/socket.sock\""), "{}", problems[0]);
+
+    fs::create_dir_all(under_root(root.path(), Path::new("/run/old"))).unwrap();
+    let _old = UnixListener::bind(under_root(root.path(), Path::new("/run/old/socket.sock")));
+    let problems = kms_mount::preflight::check_kept_sockets(
+        root.path(),
+        &settings(KmsApiVersion::V2),
+        &config,
+    );
+    assert_eq!(problems, Vec::<String>::new());
+
+    // With KMS off, the provider that used to write is a kept one like the others.
+    let problems =
+        kms_mount::preflight::check_kept_sockets(root.path(), &KmsSettings::disabled(), &config);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("\"vault\""), "{}", problems[0]);
+}

@@ -8,7 +8,7 @@ use clap::Args;
 use kms_mount::drift::{self, DriftError, Installed};
 use kms_mount::install::{InstallOutcome, OwnedFile, PREVIOUS_SUFFIX};
 use kms_mount::plan::{Plan, PlanOptions, plan};
-use kms_mount::preflight::{PreflightOptions, SocketCheck, preflight};
+use kms_mount::preflight::{PreflightOptions, SocketCheck, check_kept_sockets, preflight};
 use kms_render::Rendered;
 use serde::Serialize;
 
@@ -111,16 +111,18 @@ pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     report.socket = checked.socket.clone();
     report.plugin = checked.plugin.as_ref().map(PluginHealth::from);
     report.warnings.extend(checked.warnings.iter().cloned());
-    if !checked.is_ready() {
+    let mut not_ready = checked.problems.clone();
+    not_ready.extend(check_kept_sockets(&args.target.root, &settings, &rendered.config));
+    if !not_ready.is_empty() {
         if args.force {
-            for problem in &checked.problems {
+            for problem in &not_ready {
                 report.warnings.push(format!("installing anyway (--force): {problem}"));
             }
         } else {
-            report.problems.extend(checked.problems.iter().cloned());
+            report.problems.extend(not_ready);
             report.problems.push(
-                "refusing to install: the KMS plugin must run and be healthy first; start it and \
-                 apply again, or use --force"
+                "refusing to install: the KMS plugins must run and be healthy first; start them \
+                 and apply again, or use --force"
                     .to_owned(),
             );
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use kms_mount::drift::{self, DriftError, Installed};
-use kms_mount::preflight::{PreflightOptions, SocketCheck, preflight};
+use kms_mount::preflight::{PreflightOptions, SocketCheck, check_kept_sockets, preflight};
 use serde::Serialize;
 
 use super::host::{PluginHealth, TargetArgs, block_on, chain, load_settings};
@@ -93,6 +93,9 @@ pub(crate) fn run(args: &StatusArgs, global: &GlobalArgs) -> anyhow::Result<Outc
     };
     let checked = block_on(preflight(&settings, version, &options))?;
     problems.extend(checked.problems.iter().cloned());
+    if let Some(desired) = &desired {
+        problems.extend(check_kept_sockets(&args.target.root, &settings, &desired.config));
+    }
 
     let report = Report {
         kms_enabled: settings.enabled,
