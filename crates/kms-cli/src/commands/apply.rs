@@ -43,15 +43,34 @@ pub(crate) struct ApplyArgs {
     mount_mode: Option<MountModeArg>,
 }
 
+/// What happened to the owned file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Applied {
+    /// There was no file; it was installed.
+    Created,
+    /// The file was replaced; the former one is the previous version.
+    Replaced,
+    /// The file already held the desired bytes.
+    Unchanged,
+    /// `--dry-run`: there is no file; it would be installed.
+    WouldCreate,
+    /// `--dry-run`: the file would be replaced.
+    WouldReplace,
+    /// Nothing was written, for the reasons in `problems`.
+    #[default]
+    Refused,
+    /// KMS is off and nothing is installed: there is no file to write.
+    NothingToDo,
+}
+
 /// What `apply` did, as `--output json` prints it.
 #[derive(Debug, Default, Serialize)]
 struct Report {
     kms_enabled: bool,
     /// Host path of the owned file.
     path: String,
-    /// `created`, `replaced`, `unchanged`, `would-create`, `would-replace`, `refused` or
-    /// `nothing-to-do`.
-    outcome: &'static str,
+    outcome: Applied,
     /// `sha256:<hex>` of the file installed before this run.
     installed_hash: Option<String>,
     /// `sha256:<hex>` of the file the settings call for.
@@ -129,21 +148,21 @@ pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     }
 
     report.outcome = if !report.problems.is_empty() {
-        "refused"
+        Applied::Refused
     } else if args.dry_run {
         match installed.bytes() {
-            None => "would-create",
-            Some(bytes) if bytes == rendered.yaml.as_slice() => "unchanged",
-            Some(_) => "would-replace",
+            None => Applied::WouldCreate,
+            Some(bytes) if bytes == rendered.yaml.as_slice() => Applied::Unchanged,
+            Some(_) => Applied::WouldReplace,
         }
     } else {
         match file.install(&rendered.yaml)? {
-            InstallOutcome::Created => "created",
-            InstallOutcome::Replaced => "replaced",
-            InstallOutcome::Unchanged => "unchanged",
+            InstallOutcome::Created => Applied::Created,
+            InstallOutcome::Replaced => Applied::Replaced,
+            InstallOutcome::Unchanged => Applied::Unchanged,
         }
     };
-    tracing::debug!(outcome = report.outcome, config.hash = %rendered.hash, "apply finished");
+    tracing::debug!(outcome = ?report.outcome, config.hash = %rendered.hash, "apply finished");
     finish(report, &file, global.output)
 }
 
@@ -178,11 +197,11 @@ fn desired(
     match rendered {
         Ok(Some(rendered)) => Some(rendered),
         Ok(None) => {
-            report.outcome = "nothing-to-do";
+            report.outcome = Applied::NothingToDo;
             None
         }
         Err(problem) => {
-            report.outcome = "refused";
+            report.outcome = Applied::Refused;
             report.problems.push(problem);
             None
         }
@@ -213,20 +232,20 @@ fn finish(report: Report, file: &OwnedFile, output: OutputFormat) -> anyhow::Res
     let path = file.host_path().display();
     let hash = report.desired_hash.as_deref().unwrap_or_default();
     match report.outcome {
-        "created" | "replaced" => {
+        Applied::Created | Applied::Replaced => {
             writeln!(stdout, "installed {path} ({hash})")?;
-            if report.outcome == "replaced" {
+            if report.outcome == Applied::Replaced {
                 writeln!(stdout, "the previous version is kept as {path}{PREVIOUS_SUFFIX}")?;
             }
         }
-        "unchanged" => writeln!(stdout, "{path} already holds the desired file ({hash})")?,
-        "would-create" | "would-replace" => {
+        Applied::Unchanged => writeln!(stdout, "{path} already holds the desired file ({hash})")?,
+        Applied::WouldCreate | Applied::WouldReplace => {
             writeln!(stdout, "dry run: would install {path} ({hash}); nothing written")?;
         }
-        "nothing-to-do" => {
+        Applied::NothingToDo => {
             writeln!(stdout, "KMS is off and nothing is installed: nothing to install")?;
         }
-        _ => writeln!(stdout, "nothing written")?,
+        Applied::Refused => writeln!(stdout, "nothing written")?,
     }
     if let Some(plan) = &report.plan {
         write_plan_text(&mut stdout, plan)?;
