@@ -205,13 +205,21 @@ impl Handle {
     /// What `settings` would render to against the file the reconciler trusts now, so that a
     /// configuration whose transition cannot be rendered is refused before it is stored.
     ///
+    /// A trusted file that cannot be decoded is a problem of this host, not of the
+    /// configuration: the preview is then made without it (`Ok(None)` when KMS is off), and
+    /// the reconciler reports the file instead of replacing it.
+    ///
     /// # Errors
     ///
-    /// The rendering error, or the reason the trusted file cannot be read as an
-    /// EncryptionConfiguration.
+    /// The rendering error, as one line.
     pub fn preview(&self, settings: &KmsSettings) -> Result<Option<Rendered>, String> {
         let trusted = self.trusted.lock().expect("trusted file lock").clone();
-        desired(settings, self.version, trusted.as_deref(), &self.file)
+        let installed = Installed::from_bytes(trusted.map(|bytes| bytes.to_vec()), self.version);
+        let installed = match installed {
+            Installed::Unparseable { .. } => Installed::Nothing,
+            readable => readable,
+        };
+        drift::desired(settings, self.version, &installed).map_err(|err| error_chain(&err))
     }
 
     /// The installed file.
@@ -232,6 +240,8 @@ pub struct Reconciler {
     /// The file a full pass last installed or verified; repairs restore it and renders start
     /// from it. Before the first pass, whatever is installed.
     trusted: Arc<Mutex<Option<Arc<[u8]>>>>,
+    /// The file a full pass last installed or verified: what a repair restores.
+    restorable: Option<Arc<[u8]>>,
     on_change_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
@@ -279,6 +289,7 @@ impl Reconciler {
             sender,
             reports,
             trusted,
+            restorable: None,
             on_change_lock: Arc::default(),
         };
         Ok((reconciler, handle))
@@ -297,9 +308,16 @@ impl Reconciler {
                 Some(trigger) = self.triggers.recv() => match trigger {
                     Trigger::Changed => self.full_pass().await,
                     Trigger::FileEvent => {
-                        // An editor's save is several events; one check covers them all.
-                        while let Ok(Trigger::FileEvent) = self.triggers.try_recv() {}
+                        // An editor's save is several events; one check covers them all. A new
+                        // revision queued behind them still gets its full pass.
+                        let mut changed = false;
+                        while let Ok(trigger) = self.triggers.try_recv() {
+                            changed |= matches!(trigger, Trigger::Changed);
+                        }
                         self.repair().await;
+                        if changed {
+                            self.full_pass().await;
+                        }
                     }
                 },
             }
@@ -395,7 +413,16 @@ impl Reconciler {
         };
         report.kms_enabled = settings.enabled;
 
-        let trusted = self.trusted.lock().expect("trusted file lock").clone();
+        // Until this process installed a file, the transition starts from whatever is on disk
+        // now, so a broken file that the operator fixed or removed counts as fixed.
+        let trusted = match &self.restorable {
+            Some(bytes) => Some(bytes.clone()),
+            None => match self.file.read() {
+                Ok(bytes) => bytes.map(Arc::from),
+                Err(err) => return failed(report, error_chain(&err)),
+            },
+        };
+        self.trusted.lock().expect("trusted file lock").clone_from(&trusted);
         let rendered = match desired(&settings, version, trusted.as_deref(), &self.file) {
             Ok(Some(rendered)) => rendered,
             Ok(None) => {
@@ -476,14 +503,16 @@ impl Reconciler {
     }
 
     /// Installs `bytes` and trusts them from now on.
-    async fn install(&self, bytes: &[u8]) -> Result<InstallOutcome, String> {
+    async fn install(&mut self, bytes: &[u8]) -> Result<InstallOutcome, String> {
         let file = self.file.clone();
         let owned = bytes.to_vec();
         let outcome = tokio::task::spawn_blocking(move || file.install(&owned))
             .await
             .map_err(|err| format!("install task failed: {err}"))?
             .map_err(|err| error_chain(&err))?;
-        *self.trusted.lock().expect("trusted file lock") = Some(Arc::from(bytes));
+        let bytes: Arc<[u8]> = Arc::from(bytes);
+        *self.trusted.lock().expect("trusted file lock") = Some(bytes.clone());
+        self.restorable = Some(bytes);
         Ok(outcome)
     }
 
@@ -493,17 +522,12 @@ impl Reconciler {
         matches!(self.file.read(), Ok(Some(read)) if read == bytes)
     }
 
-    /// Puts the trusted file back when the installed one differs from it in bytes or mode.
+    /// Puts the last installed file back when the one on disk differs from it in bytes or mode.
     #[tracing::instrument(name = "repair", skip_all)]
     async fn repair(&mut self) {
-        let Some(trusted) = self.trusted.lock().expect("trusted file lock").clone() else {
-            return;
-        };
-        // Only a file this process installed or verified is restored; before the first full
-        // pass the trusted file is merely what was found at start.
-        if self.reports.borrow().outcome == Outcome::Pending {
-            return;
-        }
+        // Only a file this process installed or verified is restored, never one merely found at
+        // start, which may be broken and fixed by hand since.
+        let Some(trusted) = self.restorable.clone() else { return };
         let started = Instant::now();
         let Some(difference) = difference(self.file.path(), &trusted) else { return };
         match self.install(&trusted).await {

@@ -227,3 +227,33 @@ async fn kms_disabled_needs_no_plugin_and_is_ready() {
         call(&router, Method::GET, "/api/kms/encryption-config", Some(ADMIN_TOKEN), &[], "").await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_broken_installed_file_is_reported_and_kept_until_the_operator_removes_it() {
+    let sandbox = Sandbox::new();
+    let installed = sandbox.installed();
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    let broken = "kind: EncryptionConfiguration\nresources: [unclosed\n";
+    std::fs::write(&installed, broken).unwrap();
+    let router = app(&sandbox, &["--resync", "1h"]);
+
+    // The configuration is valid: it is stored, but nothing replaces a file that may be all
+    // that can read the stored data.
+    let document = fixture("ucp-config.toml");
+    let put = call(&router, Method::PUT, CONFIG, Some(ADMIN_TOKEN), &[], document.clone()).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    let message = put.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("not applied") && message.contains("cannot be decoded"), "{message}");
+    assert_eq!(std::fs::read_to_string(&installed).unwrap(), broken);
+    let ready = call(&router, Method::GET, "/readyz", None, &[], "").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.text());
+
+    // Removed by the operator, it is not put back; the next pass finds nothing to do.
+    std::fs::remove_file(&installed).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!installed.exists());
+    let put = call(&router, Method::PUT, CONFIG, Some(ADMIN_TOKEN), &[], document).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    let ready = call(&router, Method::GET, "/readyz", None, &[], "").await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+}
