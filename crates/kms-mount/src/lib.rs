@@ -41,8 +41,8 @@
 //! assert_eq!(plan.mounts[1].source, Path::new("/run/kmsplugin"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-pub mod plugin;
 pub mod drift;
 pub mod install;
 pub mod plan;
+pub mod plugin;
 pub mod preflight;
