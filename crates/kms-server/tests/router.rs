@@ -257,3 +257,61 @@ async fn a_broken_installed_file_is_reported_and_kept_until_the_operator_removes
     let ready = call(&router, Method::GET, "/readyz", None, &[], "").await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_healthy_plugin_the_file_plan_and_status_agree() {
+    use kms_model::{Endpoint, KmsApiVersion};
+    use kms_mount::plugin::dev::{self, DevPluginConfig};
+
+    let sandbox = Sandbox::new();
+    let socket = sandbox.root().join("run/kmsplugin/socket.sock");
+    let endpoint = Endpoint::Path(socket.display().to_string());
+    let config = DevPluginConfig::new(endpoint, KmsApiVersion::V2, dev::random_key().unwrap());
+    let plugin = dev::bind(config).await.unwrap();
+    tokio::spawn(plugin.serve(std::future::pending()));
+
+    let router = app(&sandbox, &[]);
+    let document = fixture("ucp-config-kms.toml").replace("@SOCKET@", "/run/kmsplugin/socket.sock");
+    let put = call(&router, Method::PUT, CONFIG, Some(ADMIN_TOKEN), &[], document).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+
+    let yaml =
+        call(&router, Method::GET, "/api/kms/encryption-config", Some(ADMIN_TOKEN), &[], "").await;
+    assert_eq!(yaml.status, StatusCode::OK);
+    assert_eq!(yaml.body, std::fs::read(sandbox.installed()).unwrap());
+    assert_eq!(yaml.etag(), format!("\"{}\"", kms_render::config_hash(&yaml.body)));
+    let etag = yaml.etag();
+    let again = call(
+        &router,
+        Method::GET,
+        "/api/kms/encryption-config",
+        Some(ADMIN_TOKEN),
+        &[("if-none-match", &etag)],
+        "",
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+
+    let plan = call(&router, Method::GET, "/api/kms/plan", Some(ADMIN_TOKEN), &[], "").await;
+    let plan = plan.json();
+    let flags: Vec<&str> =
+        plan["apiserver_flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(
+        flags.contains(&"--encryption-provider-config=/etc/ucp-kms/encryption-config.yaml"),
+        "{plan}"
+    );
+    let sources: Vec<&str> =
+        plan["mounts"].as_array().unwrap().iter().map(|m| m["source"].as_str().unwrap()).collect();
+    assert!(sources.contains(&"/run/kmsplugin"), "{plan}");
+
+    let status = call(&router, Method::GET, "/api/kms/status", Some(ADMIN_TOKEN), &[], "").await;
+    let status = status.json();
+    assert_eq!(status["kms_enabled"], true);
+    assert_eq!(status["installed_hash"], status["desired_hash"]);
+    assert_eq!(status["desired_hash"].as_str().unwrap(), etag.trim_matches('"'));
+    assert_eq!(status["plugin"]["healthy"], true, "{status}");
+    assert_eq!(status["reconcile"]["outcome"], "installed", "{status}");
+
+    let ping = call(&router, Method::GET, "/_ping", None, &[], "").await;
+    assert_eq!((ping.status, ping.text().as_str()), (StatusCode::OK, "OK"));
+}
