@@ -541,6 +541,11 @@ fn invalid_settings_are_a_no() {
         let output = host.run(command, &[]);
         assert_eq!(code(&output), 1, "{command}");
         assert!(stderr(&output).contains("ucp-config.toml:"), "{command}: {}", stderr(&output));
+        let output = host.run(command, &["--output", "json"]);
+        assert_eq!(code(&output), 1, "{command}");
+        let report = json(&output);
+        assert_eq!(report["valid"], false);
+        assert_eq!(report["errors"][1]["field"], "cluster_config.kms_endpoint", "{report}");
     }
 }
 

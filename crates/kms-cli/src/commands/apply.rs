@@ -87,7 +87,7 @@ struct Report {
 
 pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let version = global.kubernetes_version;
-    let Some(settings) = load_settings(&args.config, version)? else {
+    let Some(settings) = load_settings(&args.config, version, global.output)? else {
         return Ok(Outcome::No);
     };
     let file = args.target.owned_file()?;

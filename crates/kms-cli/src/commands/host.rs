@@ -13,7 +13,9 @@ use kms_mount::plan::{MountKind, MountMode, Plan};
 use kms_mount::plugin::ProbeReport;
 use serde::Serialize;
 
+use crate::cli::OutputFormat;
 use crate::input::{display_name, read_document};
+use crate::output::print_json;
 
 /// Where the owned EncryptionConfiguration is, on the host or under a sandbox root.
 #[derive(Debug, Args)]
@@ -54,32 +56,39 @@ impl From<MountModeArg> for MountMode {
     }
 }
 
-/// Reads and validates the UCP configuration at `path`. Problems go to stderr as
-/// `file:line:col: field: message`; `None` when the settings are invalid.
+/// Reads and validates the UCP configuration at `path`; `None` when the settings are invalid.
+///
+/// Problems go to stderr as `file:line:col: field: message`. With `--output json`, invalid
+/// settings also give one JSON document on stdout, `{"valid": false, "errors", "warnings"}`
+/// in the shape of `ucp-kms validate`, so a program never parses an empty answer.
 pub(crate) fn load_settings(
     path: &Path,
     version: KubeVersion,
+    output: OutputFormat,
 ) -> anyhow::Result<Option<KmsSettings>> {
     let name = display_name(path);
     let bytes = read_document(path)?;
-    let mut stderr = io::stderr().lock();
-    match load_settings_bytes(&bytes, version) {
-        Ok(validated) => {
-            for warning in &validated.warnings {
-                writeln!(stderr, "warning: {}", located(&name, warning))?;
-            }
-            Ok(Some(validated.settings))
+    let (settings, errors, warnings) = match load_settings_bytes(&bytes, version) {
+        Ok(validated) => (Some(validated.settings), Vec::new(), validated.warnings),
+        Err(invalid) => (None, invalid.errors, invalid.warnings),
+    };
+    {
+        let mut stderr = io::stderr().lock();
+        for error in &errors {
+            writeln!(stderr, "{}", located(&name, error))?;
         }
-        Err(invalid) => {
-            for error in &invalid.errors {
-                writeln!(stderr, "{}", located(&name, error))?;
-            }
-            for warning in &invalid.warnings {
-                writeln!(stderr, "warning: {}", located(&name, warning))?;
-            }
-            Ok(None)
+        for warning in &warnings {
+            writeln!(stderr, "warning: {}", located(&name, warning))?;
         }
     }
+    if settings.is_none() && output == OutputFormat::Json {
+        print_json(&serde_json::json!({
+            "valid": false,
+            "errors": errors,
+            "warnings": warnings,
+        }))?;
+    }
+    Ok(settings)
 }
 
 fn located(file: &str, diagnostic: &Diagnostic) -> String {

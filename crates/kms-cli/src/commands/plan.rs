@@ -48,7 +48,7 @@ enum PlanFormat {
 
 pub(crate) fn run(args: &PlanArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let version = global.kubernetes_version;
-    let Some(settings) = load_settings(&args.config, version)? else {
+    let Some(settings) = load_settings(&args.config, version, global.output)? else {
         return Ok(Outcome::No);
     };
     let mut options = PlanOptions {

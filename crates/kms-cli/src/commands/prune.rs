@@ -63,7 +63,7 @@ pub(crate) fn run(args: &PruneArgs, global: &GlobalArgs) -> anyhow::Result<Outco
         report.problems.push(REENCRYPT_FIRST.to_owned());
         return finish(&report, global.output);
     }
-    let Some(settings) = load_settings(&args.config, version)? else {
+    let Some(settings) = load_settings(&args.config, version, global.output)? else {
         return Ok(Outcome::No);
     };
 
