@@ -55,6 +55,9 @@ pub enum AppError {
     /// Nothing lives here (yet).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     /// `If-Match` names a revision that is no longer current.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -83,6 +86,7 @@ impl AppError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

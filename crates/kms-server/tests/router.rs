@@ -78,6 +78,14 @@ async fn every_api_route_needs_a_valid_token_and_health_routes_do_not() {
     }
     let answer = call(&router, Method::GET, "/healthz", None, &[], "").await;
     assert_eq!((answer.status, answer.text().as_str()), (StatusCode::OK, "ok"));
+
+    // Errors keep their JSON body for unknown routes and methods too.
+    let answer = call(&router, Method::DELETE, CONFIG, Some(ADMIN_TOKEN), &[], "").await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(answer.json()["message"].is_string());
+    let answer = call(&router, Method::GET, "/nowhere", None, &[], "").await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.json()["message"].is_string());
 }
 
 #[tokio::test]
