@@ -341,6 +341,11 @@ fn a_restart_resumes_from_the_latest_revision() {
     let server = Server::start(&sandbox.args());
     let (status, body) = curl(&["-H", &token, &server.url("/api/ucp/config-toml")]);
     assert_eq!((status, body.as_str()), (200, document.as_str()));
+    let exit = server.signal(rustix::process::Signal::INT);
+    assert!(exit.success(), "Ctrl-C should shut down cleanly, got {exit}");
+    let server = Server::start(&sandbox.args());
+    let (status, body) = curl(&["-H", &token, &server.url("/api/ucp/config-toml")]);
+    assert_eq!((status, body.as_str()), (200, document.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
