@@ -126,6 +126,20 @@ fn the_curl_commands_of_the_ucp_docs_work() {
 
     let (status, body) = curl(&[&server.url("/api/ucp/config-toml")]);
     assert_eq!(status, 401, "{body}");
+
+    // curl sends a large upload with "Expect: 100-continue"; the answer comes without the body.
+    let large = work.path().join("large.toml");
+    std::fs::write(&large, vec![b'#'; 2 * 1024 * 1024]).unwrap();
+    let token = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let large_arg = large.display().to_string();
+    let url = server.url("/api/ucp/config-toml");
+    let (status, body) = curl(&["-H", &token, "--upload-file", &large_arg, &url]);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("larger than 1048576 bytes"), "{body}");
+    let exported = sh(work.path(), GET_COMMAND, &server.addr, "http", "-sS");
+    assert!(exported.is_empty());
+    let still = std::fs::read_to_string(work.path().join("ucp-config.toml")).unwrap();
+    assert_eq!(still, fixture("ucp-config.toml"));
     let (status, body) = curl(&[&server.url("/_ping")]);
     assert_eq!((status, body.as_str()), (200, "OK"));
 }
