@@ -578,3 +578,39 @@ fn apply_dry_run_text() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     snapshot("apply_dry_run_1_28", &stdout(&output));
 }
+
+#[test]
+fn diffs_never_show_local_keys() {
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let mut host = Host::new(&ucp_config(""));
+    host.start_plugin(&[]);
+    fs::create_dir_all(host.path("etc/ucp-kms")).unwrap();
+    // Flow style, which the rendered file does not keep, puts the key lines into the diff.
+    let aescbc = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
+         - resources:\n  - secrets\n  providers:\n  - aescbc:\n      \
+         keys: [{{name: key1, secret: \"{KEY}\"}}]\n  - identity: {{}}\n"
+    );
+    fs::write(host.path(INSTALLED), aescbc).unwrap();
+
+    let status = host.run("status", &[]);
+    let dry_run = host.run("apply", &["--dry-run", "--output", "json"]);
+    let applied = host.run("apply", &[]);
+    assert_eq!(code(&applied), 0, "{}", stderr(&applied));
+    let rolled_back = rollback(&host, &["--force"]);
+
+    for output in [&status, &dry_run, &applied, &rolled_back] {
+        assert!(!stdout(output).contains(KEY), "{}", stdout(output));
+        assert!(!stderr(output).contains(KEY), "{}", stderr(output));
+    }
+    assert_eq!(code(&status), 1);
+    assert!(
+        stdout(&status).contains("-      keys: [{name: key1, secret: REDACTED}]"),
+        "{}",
+        stdout(&status)
+    );
+    assert!(stdout(&status).contains("+        secret: REDACTED\n"), "{}", stdout(&status));
+    assert!(json(&dry_run)["diff"].as_str().unwrap().contains("secret: REDACTED"));
+    // The key itself stays where it belongs: in the installed file, for reads.
+    assert!(fs::read_to_string(host.path(INSTALLED)).unwrap().contains(KEY));
+}

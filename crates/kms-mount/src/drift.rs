@@ -142,14 +142,52 @@ pub fn compare(installed: Option<&[u8]>, desired: Option<&[u8]>) -> Drift {
 }
 
 /// A unified diff of two files, `--- old_name` / `+++ new_name`, three lines of context.
+///
+/// Key material never shows: the value of every `secret` key (a local provider's key) reads
+/// `REDACTED`. A changed key still shows as a removed and an added line.
 pub fn unified_diff(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> String {
     let old = String::from_utf8_lossy(old);
     let new = String::from_utf8_lossy(new);
-    TextDiff::from_lines(old.as_ref(), new.as_ref())
+    let diff = TextDiff::from_lines(old.as_ref(), new.as_ref())
         .unified_diff()
         .context_radius(3)
         .header(old_name, new_name)
-        .to_string()
+        .to_string();
+    diff.split_inclusive('\n').map(redact_secrets).collect()
+}
+
+/// `secret: c2VjcmV0` as `secret: REDACTED`, in block style, flow style (`{name: k, secret: x}`)
+/// and JSON (`"secret": "x"`) alike.
+fn redact_secrets(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(value_start) = secret_value_start(rest) {
+        out.push_str(&rest[..value_start]);
+        out.push_str(" REDACTED");
+        let value = &rest[value_start..];
+        let end = value.find([',', '}', '\n']).unwrap_or(value.len());
+        rest = &value[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the value of the first `secret` key of `text` starts: right after its colon.
+fn secret_value_start(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = text[from..].find("secret") {
+        let at = from + found;
+        from = at + "secret".len();
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| !matches!(c, ' ' | '\t' | '{' | ',' | '"' | '\'' | '-' | '+')) {
+            continue;
+        }
+        let after = text[from..].trim_start_matches(['"', '\'']).trim_start();
+        if let Some(value) = after.strip_prefix(':') {
+            return Some(text.len() - value.len());
+        }
+    }
+    None
 }
 
 /// The write providers of `current` that `replacement` no longer lists for the same resources,
@@ -261,6 +299,29 @@ mod tests {
 
         let elsewhere = config(&[("configmaps", vec![kms("next", Some("v2"))])]);
         assert_eq!(dropped_write_providers(&current, &elsewhere).len(), 1);
+    }
+
+    #[test]
+    fn diffs_never_show_key_material() {
+        let old = b"keys:\n- name: key1\n  secret: c2VjcmV0LW9uZQ==\nother: 1\n";
+        let new = b"keys:\n- name: key1\n  secret: c2VjcmV0LXR3bw==\nother: 2\n";
+        let diff = unified_diff(old, new, "a", "b");
+        assert!(!diff.contains("c2VjcmV0"), "{diff}");
+        assert!(diff.contains("\n-  secret: REDACTED\n"), "{diff}");
+        assert!(diff.contains("\n+  secret: REDACTED\n"), "{diff}");
+        assert!(diff.contains("\n-other: 1\n"), "{diff}");
+
+        assert_eq!(
+            redact_secrets("- {name: k, secret: abc=}\n"),
+            "- {name: k, secret: REDACTED}\n"
+        );
+        assert_eq!(
+            redact_secrets(r#"{"name": "k", "secret": "abc"}"#),
+            r#"{"name": "k", "secret": REDACTED}"#
+        );
+        assert_eq!(redact_secrets("  name: secretbox-key\n"), "  name: secretbox-key\n");
+        assert_eq!(redact_secrets("- secretbox:\n"), "- secretbox:\n");
+        assert_eq!(redact_secrets("-  secret: x\n"), "-  secret: REDACTED\n");
     }
 
     #[test]
