@@ -187,6 +187,7 @@ impl OwnedFile {
         let current = self.read()?;
         if current.as_deref() == Some(bytes) {
             restrict(&self.path, FILE_MODE)?;
+            tracing::debug!(config.path = %self.path.display(), "encryption configuration unchanged");
             return Ok(InstallOutcome::Unchanged);
         }
 
@@ -201,7 +202,14 @@ impl OwnedFile {
             write_atomically(&self.previous, current)?;
         }
         write_atomically(&self.path, bytes)?;
-        Ok(if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created })
+        let outcome =
+            if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created };
+        tracing::info!(
+            config.path = %self.path.display(),
+            outcome = ?outcome,
+            "installed encryption configuration"
+        );
+        Ok(outcome)
     }
 
     /// Swaps the installed file and the previous version, and returns the bytes now installed.
@@ -245,6 +253,11 @@ impl OwnedFile {
         if current.is_some() {
             restrict(&self.previous, FILE_MODE)?;
         }
+        tracing::info!(
+            config.path = %self.path.display(),
+            exchanged,
+            "rolled back encryption configuration"
+        );
         Ok(previous)
     }
 
@@ -278,6 +291,7 @@ impl OwnedFile {
                 is_temporary_name(&entry.file_name().to_string_lossy(), &name.to_string_lossy())
             });
             if leftover {
+                tracing::debug!(file = %entry.path().display(), "removing a killed installer's temporary file");
                 fs::remove_file(entry.path()).map_err(err)?;
             }
         }

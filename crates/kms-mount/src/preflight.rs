@@ -372,6 +372,7 @@ pub async fn preflight(
     };
 
     let socket = check_socket(&options.root, endpoint);
+    tracing::debug!(kms.endpoint = %endpoint, socket.state = %socket.state, "checked plugin socket");
     if !socket.is_listening() {
         report.problems.push(socket.to_string());
     } else if options.probe {
