@@ -12,7 +12,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use kms_model::{KubeVersion, MAX_DOCUMENT_BYTES};
+use kms_model::encryption::Secret;
+use kms_model::{EncryptionConfiguration, KubeVersion, MAX_DOCUMENT_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
@@ -338,7 +339,29 @@ async fn get_encryption_config(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let headers = [(header::CONTENT_TYPE, "application/yaml".to_owned()), (header::ETAG, etag)];
-    Ok((headers, yaml.to_vec()).into_response())
+    let body = match report.desired_config.as_deref().and_then(redacted) {
+        Some(redacted) => kms_render::to_yaml(&redacted),
+        None => yaml.to_vec(),
+    };
+    Ok((headers, body).into_response())
+}
+
+/// `config` with every local key's secret replaced by `REDACTED`, or `None` when it holds no
+/// key material. Providers kept for reads may carry aescbc, aesgcm or secretbox keys, which
+/// never leave the host through the API; the ETag still names the real file.
+fn redacted(config: &EncryptionConfiguration) -> Option<EncryptionConfiguration> {
+    let mut copy = config.clone();
+    let mut found = false;
+    for provider in copy.resources.iter_mut().flat_map(|resource| &mut resource.providers) {
+        let aes = [provider.aescbc.as_mut(), provider.aesgcm.as_mut()];
+        let keys = aes.into_iter().flatten().flat_map(|aes| &mut aes.keys);
+        let keys = keys.chain(provider.secretbox.iter_mut().flat_map(|boxed| &mut boxed.keys));
+        for key in keys {
+            key.secret = Secret::new("REDACTED");
+            found = true;
+        }
+    }
+    found.then_some(copy)
 }
 
 /// The current revision's settings, validated for the target version.

@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use kms_model::{KmsSettings, KubeVersion};
+use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
 use kms_mount::drift::{self, DriftError, Installed};
 use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
 use kms_mount::plugin::ProbeReport;
@@ -124,6 +124,9 @@ pub struct Report {
     /// The rendered file.
     #[serde(skip)]
     pub desired: Option<Arc<[u8]>>,
+    /// The rendered file's content, for answers that must not show key material.
+    #[serde(skip)]
+    pub desired_config: Option<Arc<EncryptionConfiguration>>,
 }
 
 impl Report {
@@ -140,6 +143,7 @@ impl Report {
             problems: Vec::new(),
             warnings: Vec::new(),
             desired: None,
+            desired_config: None,
         }
     }
 }
@@ -437,6 +441,7 @@ impl Reconciler {
         report.desired_hash = Some(rendered.hash.clone());
         report.warnings.clone_from(&rendered.warnings);
         report.desired = Some(Arc::from(rendered.yaml.as_slice()));
+        report.desired_config = Some(Arc::new(rendered.config.clone()));
 
         let checked = self.preflight(&settings).await;
         report.warnings.extend(checked.warnings.iter().cloned());

@@ -323,3 +323,39 @@ async fn with_a_healthy_plugin_the_file_plan_and_status_agree() {
     let ping = call(&router, Method::GET, "/_ping", None, &[], "").await;
     assert_eq!((ping.status, ping.text().as_str()), (StatusCode::OK, "OK"));
 }
+
+#[tokio::test]
+async fn key_material_of_kept_providers_never_leaves_through_the_api() {
+    let sandbox = Sandbox::new();
+    let installed = sandbox.installed();
+    std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
+    // A local aescbc key from before ucp-kms: it wrote data, so every transition keeps it.
+    let secret = "c2VjcmV0IGlzIHNlY3VyZSwgaSB0aGluayBzby4uLi4=";
+    let before = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
+         - resources:\n  - secrets\n  providers:\n  - aescbc:\n      keys:\n      - name: key1\n\
+         \x20       secret: {secret}\n  - identity: {{}}\n"
+    );
+    std::fs::write(&installed, &before).unwrap();
+    let router = app(&sandbox, &[]);
+
+    let put =
+        call(&router, Method::PUT, CONFIG, Some(ADMIN_TOKEN), &[], fixture("ucp-config.toml"))
+            .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+    let on_disk = std::fs::read_to_string(&installed).unwrap();
+    assert!(on_disk.contains(secret), "the kept provider lost its key:\n{on_disk}");
+
+    let yaml =
+        call(&router, Method::GET, "/api/kms/encryption-config", Some(ADMIN_TOKEN), &[], "").await;
+    assert_eq!(yaml.status, StatusCode::OK);
+    let text = yaml.text();
+    assert!(!text.contains(secret) && text.contains("REDACTED"), "{text}");
+    assert!(text.contains("name: key1"), "{text}");
+    assert_eq!(yaml.etag(), format!("\"{}\"", kms_render::config_hash(on_disk.as_bytes())));
+
+    for path in ["/api/kms/status", "/api/kms/plan", "/api/kms/history", "/metrics"] {
+        let answer = call(&router, Method::GET, path, Some(ADMIN_TOKEN), &[], "").await;
+        assert!(!answer.text().contains(secret), "{path} shows the key");
+    }
+}
