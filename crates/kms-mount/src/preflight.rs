@@ -316,7 +316,8 @@ pub struct PreflightOptions {
     pub root: PathBuf,
     /// Host path of the installed EncryptionConfiguration.
     pub encryption_config: PathBuf,
-    /// Whether to ask a listening plugin for its health over gRPC.
+    /// Whether to ask a listening plugin over gRPC for its health and to encrypt and decrypt
+    /// a random DEK.
     pub probe: bool,
 }
 
@@ -354,7 +355,7 @@ impl Preflight {
 ///
 /// With KMS disabled only permissions are checked. With KMS enabled the socket must listen
 /// and, when `options.probe` is set, the plugin must answer its health call with the settings'
-/// API version within their timeout.
+/// API version within their timeout, and give back a random DEK it encrypted.
 pub async fn preflight(
     settings: &KmsSettings,
     version: KubeVersion,
@@ -379,7 +380,9 @@ pub async fn preflight(
         let probe_options = ProbeOptions {
             api_version: settings.effective_api_version(version),
             timeout: settings.effective_timeout(),
-            roundtrip: false,
+            // kube-apiserver's own KMS v1 health check is a round trip, and only a round trip
+            // shows that what the plugin encrypts can be read back.
+            roundtrip: true,
         };
         let reachable = match endpoint {
             Endpoint::Path(host_path) => {

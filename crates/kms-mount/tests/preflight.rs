@@ -262,6 +262,36 @@ async fn an_unhealthy_plugin_fails_preflight() {
 }
 
 #[tokio::test]
+async fn a_plugin_whose_encrypt_answer_kube_apiserver_would_discard_fails_preflight() {
+    let root = root();
+    let mut config = DevPluginConfig::new(
+        Endpoint::Path(socket_path(&root).to_string_lossy().into_owned()),
+        KmsApiVersion::V2,
+        [7; 32],
+    );
+    // Status is fine; only an Encrypt call shows the mismatch.
+    config.misbehaviour =
+        Misbehaviour { encrypt_key_id: Some("another-kek".to_owned()), ..Misbehaviour::default() };
+    let plugin = dev::bind(config).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(plugin.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let report =
+        preflight(&settings(KmsApiVersion::V2), KubeVersion::DEFAULT, &options(&root)).await;
+
+    assert!(!report.is_ready());
+    let methods: Vec<_> =
+        report.plugin.as_ref().unwrap().calls.iter().map(|call| call.method.as_str()).collect();
+    assert!(methods.contains(&"Encrypt"), "{methods:?}");
+    assert!(report.problems[0].contains("another-kek"), "{}", report.problems[0]);
+
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_stale_socket_fails_preflight_without_a_probe() {
     let root = root();
     drop(UnixListener::bind(socket_path(&root)).unwrap());
