@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -57,6 +57,12 @@ pub enum StoreError {
         /// What does not match.
         reason: String,
     },
+    /// Another process holds the data directory.
+    #[error(
+        "the data directory \"{0}\" is in use by another ucp-kms-server; two servers on one \
+         store would lose updates"
+    )]
+    InUse(PathBuf),
     /// The requested revision does not exist.
     #[error("revision {0} does not exist")]
     NoSuchRevision(u64),
@@ -117,6 +123,8 @@ impl Revision {
 pub struct Store {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Held open with an exclusive lock for as long as the store is open.
+    _lock: fs::File,
 }
 
 /// What the store holds in memory; the lock around it serializes writers.
@@ -148,6 +156,7 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let dir = data_dir.join("revisions");
         create_private_dir(data_dir)?;
+        let lock = lock(data_dir)?;
         create_private_dir(&dir)?;
 
         let (history, current) = load(&dir)?;
@@ -160,7 +169,7 @@ impl Store {
         } else {
             tracing::info!(store.dir = %dir.display(), "store opened, no configuration yet");
         }
-        Ok(Self { dir, state: Mutex::new(State { history, current }) })
+        Ok(Self { dir, state: Mutex::new(State { history, current }), _lock: lock })
     }
 
     /// Locks the store for reading or for a read-check-write sequence.
@@ -363,6 +372,24 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         .map_err(|source| io_error("sync directory", dir, source))
 }
 
+/// Takes the exclusive lock of the data directory; the kernel releases it when the process
+/// ends, however it ends.
+fn lock(data_dir: &Path) -> Result<fs::File, StoreError> {
+    let path = data_dir.join("lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(&path)
+        .map_err(|source| io_error("open", &path, source))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(StoreError::InUse(data_dir.to_owned())),
+        Err(errno) => Err(io_error("lock", &path, errno.into())),
+    }
+}
+
 fn create_private_dir(path: &Path) -> Result<(), StoreError> {
     match fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(path) {
         Ok(()) => {}
@@ -400,6 +427,7 @@ mod tests {
                 .append(&mut state, "[cluster_config]\n", "ci", Source::Rollback { from: 1 })
                 .unwrap();
         }
+        drop(store);
         let reopened = Store::open(dir.path()).unwrap();
         let state = reopened.lock().await;
         assert_eq!(state.history().len(), 2);
@@ -413,11 +441,22 @@ mod tests {
         assert_eq!(mode.permissions().mode() & 0o777, 0o700);
     }
 
+    #[test]
+    fn one_store_per_data_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+        drop(first);
+        Store::open(dir.path()).unwrap();
+    }
+
     #[tokio::test]
     async fn a_truncated_revision_stops_the_start_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.append(&mut *store.lock().await, DOC, "admin", Source::Put).unwrap();
+        drop(store);
         let path = dir.path().join("revisions/000001.toml");
         fs::write(&path, &DOC[..10]).unwrap();
 
@@ -431,6 +470,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store.append(&mut *store.lock().await, DOC, "admin", Source::Put).unwrap();
+        drop(store);
         let orphan = dir.path().join("revisions/000002.toml");
         fs::write(&orphan, "half").unwrap();
 
@@ -438,8 +478,10 @@ mod tests {
         assert_eq!(reopened.lock().await.current().unwrap().meta.revision, 1);
         assert!(!orphan.exists());
 
+        // A meta lost below the newest revision is damage, not an interrupted write.
+        reopened.append(&mut *reopened.lock().await, DOC, "admin", Source::Put).unwrap();
+        drop(reopened);
         fs::remove_file(dir.path().join("revisions/000001.json")).unwrap();
-        store.append(&mut *store.lock().await, DOC, "admin", Source::Put).unwrap();
         let err = Store::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("000001.toml"), "{err}");
     }
