@@ -196,7 +196,10 @@ pub enum PlanError {
 /// With KMS off and nothing installed the plan is empty. Otherwise the EncryptionConfiguration's
 /// directory is mounted read-only (a directory, because an atomic replacement creates a new
 /// inode that a file bind mount never sees), and each plugin socket is reachable through its
-/// directory, its file, or, for an abstract socket, the shared network namespace.
+/// directory, its file, or, for an abstract socket, the shared network namespace. The flags
+/// name the file, turn on its automatic reload from 1.26, and add the feature gates
+/// kube-apiserver needs to load it (`KMSv1=true` for a KMS v1 provider from 1.29 on,
+/// `KMSv2=true` for a KMS v2 provider before 1.27).
 ///
 /// # Errors
 ///
