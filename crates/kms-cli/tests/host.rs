@@ -614,3 +614,34 @@ fn diffs_never_show_local_keys() {
     // The key itself stays where it belongs: in the installed file, for reads.
     assert!(fs::read_to_string(host.path(INSTALLED)).unwrap().contains(KEY));
 }
+
+#[test]
+fn unusable_paths_are_errors_of_usage() {
+    let host = Host::new(&ucp_config(""));
+    let missing_root = host.path("no-such-root");
+
+    let output = ucp_kms(&[
+        "apply",
+        "--config",
+        host.config.to_str().unwrap(),
+        "--root",
+        missing_root.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_eq!(code(&output), 2);
+    assert!(
+        stderr(&output).contains("--root must be an existing directory"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!missing_root.exists());
+
+    let relative = host.run("status", &["--encryption-config", "etc/enc.yaml"]);
+    assert_eq!(code(&relative), 2);
+    assert!(
+        stderr(&relative)
+            .contains("the EncryptionConfiguration path must be absolute, got \"etc/enc.yaml\""),
+        "{}",
+        stderr(&relative)
+    );
+}

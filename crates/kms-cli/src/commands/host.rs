@@ -31,8 +31,12 @@ pub(crate) struct TargetArgs {
 }
 
 impl TargetArgs {
-    /// The owned file under the root.
+    /// The owned file under the root, which must be an existing directory: a mistyped root
+    /// would otherwise grow a tree of its own.
     pub(crate) fn owned_file(&self) -> anyhow::Result<OwnedFile> {
+        if !self.root.is_dir() {
+            anyhow::bail!("--root must be an existing directory, got \"{}\"", self.root.display());
+        }
         Ok(OwnedFile::new(&self.root, &self.encryption_config)?)
     }
 }
