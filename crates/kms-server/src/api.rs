@@ -132,7 +132,8 @@ async fn record(State(state): State<AppState>, request: Request, next: Next) -> 
     response
 }
 
-/// Requires a valid bearer token on `/api/*`, and on `/metrics` unless it is public.
+/// Requires a valid bearer token or a verified client certificate on `/api/*`, and on
+/// `/metrics` unless it is public.
 async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
@@ -146,11 +147,24 @@ async fn authenticate(
         return Ok(next.run(request).await);
     }
     let presented = request.headers().get(header::AUTHORIZATION).and_then(|v| bearer(v.as_bytes()));
-    let name = presented.and_then(|token| state.inner.tokens.check(token));
+    let name = presented
+        .and_then(|token| state.inner.tokens.check(token))
+        .map(str::to_owned)
+        .or_else(|| client_certificate(&request));
     let Some(name) = name else { return Err(AppError::Unauthorized) };
-    let caller = Caller(name.to_owned());
-    request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(Caller(name));
     Ok(next.run(request).await)
+}
+
+/// `cert:<fingerprint prefix>` of the client certificate the TLS layer verified, as UCP accepts
+/// an admin client bundle instead of a token. Certificates are only requested, and so only
+/// present here, when `--client-ca` names the CA that must have signed them.
+fn client_certificate(request: &Request) -> Option<String> {
+    let info = request.extensions().get::<Arc<axum_server::tls::TlsInfo>>()?;
+    let leaf = info.peer_certificates.first()?;
+    let fingerprint = kms_render::config_hash(leaf);
+    let hex = fingerprint.trim_start_matches("sha256:");
+    Some(format!("cert:{}", &hex[..16]))
 }
 
 async fn not_found() -> AppError {

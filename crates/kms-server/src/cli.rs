@@ -39,7 +39,7 @@ pub struct Cli {
     pub tls_key: Option<PathBuf>,
 
     /// PEM certificate authorities whose client certificates are required on every
-    /// connection, as with UCP client bundles.
+    /// connection, as with UCP client bundles; such a certificate authenticates without a token.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub client_ca: Option<PathBuf>,
 

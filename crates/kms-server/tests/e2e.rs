@@ -627,8 +627,25 @@ fn client_certificates_are_required_with_a_client_ca() {
     let (status, body) =
         curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, "-H", &token, &url]);
     assert_eq!(status, 200, "{body}");
-    let (status, _) = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
-    assert_eq!(status, 401, "a client certificate does not replace the token");
+    // As with a UCP admin client bundle, the certificate alone authenticates; the history
+    // names it by fingerprint.
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("ucp-config.toml"), fixture("ucp-config.toml")).unwrap();
+    let put_url = format!("https://{}/api/ucp/config-toml", server.addr);
+    let bundle = ["--cacert", &ca, "--cert", &cert, "--key", &key];
+    let upload = ["--upload-file", "ucp-config.toml", put_url.as_str()];
+    let output = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .args(bundle)
+        .args(upload)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&output.stdout);
+    assert!(answer.ends_with("\n200") && answer.contains("revision 1"), "{answer}");
+    let (status, history) = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &url]);
+    assert_eq!(status, 200);
+    assert!(history.contains("\"token\":\"cert:"), "{history}");
     let ping = format!("https://{}/_ping", server.addr);
     let (status, _) = curl(&["--cacert", &ca, "--cert", &cert, "--key", &key, &ping]);
     assert_eq!(status, 200);
