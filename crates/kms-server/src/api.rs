@@ -94,21 +94,38 @@ pub fn router(state: AppState) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
-                    tracing::info_span!(
-                        "request",
-                        http.method = %request.method(),
-                        http.route = route_of(request),
-                        http.status = tracing::field::Empty,
-                        http.latency_ms = tracing::field::Empty,
-                    )
+                    let route = route_of(request);
+                    // Probes and scrapes come every few seconds; they stay out of the info log.
+                    if matches!(route, "/_ping" | "/healthz" | "/readyz" | "/metrics") {
+                        tracing::debug_span!(
+                            "request",
+                            http.method = %request.method(),
+                            http.route = route,
+                            http.status = tracing::field::Empty,
+                            http.latency_ms = tracing::field::Empty,
+                        )
+                    } else {
+                        tracing::info_span!(
+                            "request",
+                            http.method = %request.method(),
+                            http.route = route,
+                            http.status = tracing::field::Empty,
+                            http.latency_ms = tracing::field::Empty,
+                        )
+                    }
                 })
                 .on_request(())
                 .on_response(|response: &Response, latency: Duration, span: &Span| {
                     span.record("http.status", response.status().as_u16());
                     span.record("http.latency_ms", latency.as_secs_f64() * 1000.0);
-                    // Per-request lines are wire detail: at info they cost more than the
-                    // request itself under load. Changes are logged at info where they happen.
-                    tracing::debug!("answered");
+                    // A span the filter disabled has no metadata; its event is quiet too.
+                    let quiet = span.is_disabled()
+                        || span.metadata().is_some_and(|m| *m.level() == tracing::Level::DEBUG);
+                    if quiet {
+                        tracing::debug!("answered");
+                    } else {
+                        tracing::info!("answered");
+                    }
                 })
                 .on_failure(()),
         )
