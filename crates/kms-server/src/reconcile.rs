@@ -2,8 +2,11 @@
 //! configuration revision renders to, and puts it back when someone changes it.
 //!
 //! A full pass runs at start, after every accepted change and every `--resync`: render with the
-//! transition from the last file this process trusted, preflight the plugin when KMS is enabled,
-//! install, read back. A file that enables KMS is never installed while the preflight fails.
+//! transition from the installed file (the one this process last installed, or before that the
+//! one on disk, so a hand edit never becomes the starting point), preflight the plugin, install,
+//! read back. A file that enables KMS is never installed while the preflight fails; a file on
+//! disk that cannot be decoded is reported and left alone, as it may be all that can read the
+//! stored data.
 //!
 //! A repair runs when the file watcher reports a change of the installed file: it restores the
 //! last file a full pass installed or verified, without a new preflight, because that exact file
