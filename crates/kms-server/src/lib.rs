@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+mod durable;
 pub mod error;
 pub mod logging;
 pub mod metrics;

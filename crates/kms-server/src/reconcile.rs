@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
 use kms_mount::drift::{self, DriftError, Installed};
-use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
+use kms_mount::install::{DIR_MODE, FILE_MODE, InstallError, InstallOutcome, OwnedFile};
 use kms_mount::plugin::ProbeReport;
 use kms_mount::preflight::{Preflight, PreflightOptions, SocketCheck};
 use kms_render::Rendered;
@@ -531,6 +531,7 @@ impl Reconciler {
     }
 
     /// Puts the last installed file back when the one on disk differs from it in bytes or mode.
+    /// The file is written like an install, but the previous version kept for rollback stays.
     #[tracing::instrument(name = "repair", skip_all)]
     async fn repair(&mut self) {
         // Only a file this process installed or verified is restored, never one merely found at
@@ -538,8 +539,13 @@ impl Reconciler {
         let Some(trusted) = self.restorable.clone() else { return };
         let started = Instant::now();
         let Some(difference) = difference(self.file.path(), &trusted) else { return };
-        match self.install(&trusted).await {
-            Ok(outcome) => {
+        let file = self.file.clone();
+        let bytes = trusted.clone();
+        let restored = tokio::task::spawn_blocking(move || restore(&file, &bytes))
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
+        match restored {
+            Ok(rewritten) => {
                 self.metrics.drift_repairs.inc();
                 tracing::warn!(
                     fs.path = %self.file.path().display(),
@@ -547,7 +553,7 @@ impl Reconciler {
                     repair.ms = started.elapsed().as_secs_f64() * 1000.0,
                     "the installed EncryptionConfiguration was changed outside ucp-kms; restored it"
                 );
-                if outcome != InstallOutcome::Unchanged {
+                if rewritten {
                     self.run_on_change();
                 }
                 // Changed once more while it was being restored: look again.
@@ -555,9 +561,9 @@ impl Reconciler {
                     let _ = self.sender.send(Trigger::FileEvent);
                 }
             }
-            Err(message) => tracing::error!(
+            Err(err) => tracing::error!(
                 fs.path = %self.file.path().display(),
-                error = %message,
+                error = %err,
                 "cannot restore the installed EncryptionConfiguration"
             ),
         }
@@ -590,6 +596,21 @@ fn desired(
         ),
         DriftError::Render(_) => error_chain(&err),
     })
+}
+
+/// Puts `bytes` back as the installed file, mode 0600 in a 0700 directory; `true` when the
+/// content had to be rewritten, `false` when only the mode was wrong.
+///
+/// Unlike an install, a repair leaves the previous version alone: what it replaces is an outside
+/// change, never a version to roll back to.
+fn restore(file: &OwnedFile, bytes: &[u8]) -> std::io::Result<bool> {
+    crate::durable::create_dir(file.dir(), DIR_MODE)?;
+    if matches!(file.read(), Ok(Some(current)) if current == bytes) {
+        fs::set_permissions(file.path(), fs::Permissions::from_mode(FILE_MODE))?;
+        return Ok(false);
+    }
+    crate::durable::write(file.path(), bytes, FILE_MODE)?;
+    Ok(true)
 }
 
 /// How the file at `path` differs from `expected`, or `None` when it does not.

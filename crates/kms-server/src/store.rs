@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -349,27 +349,9 @@ fn read_checked(path: &Path, meta: &RevisionMeta) -> Result<String, StoreError> 
     })
 }
 
-/// Writes `bytes` to `path` atomically and durably, mode 0600: a temporary file in the same
-/// directory, fsynced, renamed over `path`, then the directory fsynced, as the host install does.
+/// Writes `bytes` to `path` atomically and durably, mode 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let mut file = tempfile::Builder::new()
-        .prefix(".revision.")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(FILE_MODE))
-        .tempfile_in(dir)
-        .map_err(|source| io_error("create a temporary file in", dir, source))?;
-    // The umask may have taken bits away from the creation mode; it must be exactly 0600.
-    let file_ref = file.as_file_mut();
-    file_ref
-        .set_permissions(fs::Permissions::from_mode(FILE_MODE))
-        .map_err(|source| io_error("set the mode of", path, source))?;
-    file_ref.write_all(bytes).map_err(|source| io_error("write", path, source))?;
-    file_ref.sync_all().map_err(|source| io_error("sync", path, source))?;
-    file.persist(path).map_err(|persist| io_error("rename into", path, persist.error))?;
-    fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| io_error("sync directory", dir, source))
+    crate::durable::write(path, bytes, FILE_MODE).map_err(|source| io_error("write", path, source))
 }
 
 /// Takes the exclusive lock of the data directory; the kernel releases it when the process

@@ -215,6 +215,9 @@ fn kms_is_installed_under_the_root_and_hand_edits_are_undone() {
     wait_until(Duration::from_secs(5), || repairs_logged() >= 3);
     let repairs: Vec<String> =
         server.log().into_iter().filter(|line| line.contains("changed outside ucp-kms")).collect();
+    // Repairs never make an outside change the version kept for rollback.
+    let previous = installed.with_extension("yaml.previous");
+    assert!(!previous.exists(), "{}", std::fs::read_to_string(&previous).unwrap_or_default());
     assert!(repairs.len() >= 3, "{repairs:#?}\n{}", server.log().join("\n"));
     assert!(repairs.iter().any(|line| line.contains("1 line(s) added")), "{repairs:#?}");
     assert!(repairs.iter().any(|line| line.contains("file deleted")), "{repairs:#?}");
