@@ -327,7 +327,8 @@ async fn with_a_healthy_plugin_the_file_plan_and_status_agree() {
 #[tokio::test]
 async fn key_material_of_kept_providers_never_leaves_through_the_api() {
     let sandbox = Sandbox::new();
-    let installed = sandbox.installed();
+    // Somewhere other than the default path, as --encryption-config allows.
+    let installed = sandbox.root().join("srv/kube/encryption.yaml");
     std::fs::create_dir_all(installed.parent().unwrap()).unwrap();
     // A local aescbc key from before ucp-kms: it wrote data, so every transition keeps it.
     let secret = "c2VjcmV0IGlzIHNlY3VyZSwgaSB0aGluayBzby4uLi4=";
@@ -337,7 +338,7 @@ async fn key_material_of_kept_providers_never_leaves_through_the_api() {
          \x20       secret: {secret}\n  - identity: {{}}\n"
     );
     std::fs::write(&installed, &before).unwrap();
-    let router = app(&sandbox, &[]);
+    let router = app(&sandbox, &["--encryption-config", "/srv/kube/encryption.yaml"]);
 
     let put =
         call(&router, Method::PUT, CONFIG, Some(ADMIN_TOKEN), &[], fixture("ucp-config.toml"))
@@ -353,6 +354,14 @@ async fn key_material_of_kept_providers_never_leaves_through_the_api() {
     assert!(!text.contains(secret) && text.contains("REDACTED"), "{text}");
     assert!(text.contains("name: key1"), "{text}");
     assert_eq!(yaml.etag(), format!("\"{}\"", kms_render::config_hash(on_disk.as_bytes())));
+
+    let plan = call(&router, Method::GET, "/api/kms/plan", Some(ADMIN_TOKEN), &[], "").await;
+    assert!(
+        plan.text().contains("--encryption-provider-config=/srv/kube/encryption.yaml"),
+        "{}",
+        plan.text()
+    );
+    assert!(!sandbox.installed().exists());
 
     for path in ["/api/kms/status", "/api/kms/plan", "/api/kms/history", "/metrics"] {
         let answer = call(&router, Method::GET, path, Some(ADMIN_TOKEN), &[], "").await;
