@@ -242,8 +242,9 @@ fn kms_is_installed_under_the_root_and_hand_edits_are_undone() {
         metric(&again, "ucp_kms_drift_repairs_total"),
         metric(&metrics, "ucp_kms_drift_repairs_total")
     );
-    let runs = std::fs::read_to_string(&marker).unwrap();
-    assert!(runs.lines().count() >= 2, "--on-change ran {runs:?}");
+    // The install and the rewrites by repairs each ran --on-change, in the background.
+    let runs = || std::fs::read_to_string(&marker).unwrap_or_default().lines().count();
+    assert!(wait_until(Duration::from_secs(10), || runs() >= 2), "--on-change ran {}", runs());
     assert!(server.wait_log("--on-change finished", Duration::from_secs(5)).is_some());
 }
 
