@@ -289,7 +289,7 @@ async fn store_and_reconcile(
         // ETag exactly one wins, and writers without one are serialized.
         let mut guard = store.lock().await;
         check_if_match(headers, guard.current())?;
-        store.append(&mut guard, text, caller, source).map_err(AppError::internal)?
+        blocking(|| store.append(&mut guard, text, caller, source)).map_err(AppError::internal)?
     };
     let revision = stored.meta.revision;
     state.inner.metrics.config_revision.set(revision as i64);
@@ -309,6 +309,17 @@ async fn store_and_reconcile(
     let message = format!("configuration saved as revision {revision}; {outcome}");
     let body = Accepted { message, revision, warnings };
     Ok(([(header::ETAG, stored.etag())], Json(body)).into_response())
+}
+
+/// Runs `work`, which waits on the disk (fsync), without stalling the other tasks of this worker
+/// thread where the runtime can hand them to another one.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
 }
 
 fn report_sentence(report: &reconcile::Report) -> String {

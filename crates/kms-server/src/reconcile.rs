@@ -250,6 +250,17 @@ pub struct Reconciler {
     /// The file a full pass last installed or verified: what a repair restores.
     restorable: Option<Arc<[u8]>>,
     on_change_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The last preflight that found the host ready, with the hash of the file it cleared.
+    ready: Option<(String, Preflight)>,
+}
+
+/// Why a full pass runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// The periodic check: the plugin is always asked again, so health stays current.
+    Resync,
+    /// A new revision was stored.
+    Changed,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -298,6 +309,7 @@ impl Reconciler {
             trusted,
             restorable: None,
             on_change_lock: Arc::default(),
+            ready: None,
         };
         Ok((reconciler, handle))
     }
@@ -311,9 +323,9 @@ impl Reconciler {
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                _ = resync.tick() => self.full_pass().await,
+                _ = resync.tick() => self.full_pass(Pass::Resync).await,
                 Some(trigger) = self.triggers.recv() => match trigger {
-                    Trigger::Changed => self.full_pass().await,
+                    Trigger::Changed => self.full_pass(Pass::Changed).await,
                     Trigger::FileEvent => {
                         // An editor's save is several events; one check covers them all. A new
                         // revision queued behind them still gets its full pass.
@@ -323,7 +335,7 @@ impl Reconciler {
                         }
                         self.repair().await;
                         if changed {
-                            self.full_pass().await;
+                            self.full_pass(Pass::Changed).await;
                         }
                     }
                 },
@@ -373,8 +385,8 @@ impl Reconciler {
     }
 
     #[tracing::instrument(name = "reconcile", skip_all)]
-    async fn full_pass(&mut self) {
-        let report = self.compute().await;
+    async fn full_pass(&mut self, pass: Pass) {
+        let report = self.compute(pass).await;
         self.metrics.observe_reconcile(report.outcome.as_str());
         match report.outcome {
             Outcome::Failed | Outcome::Blocked => tracing::warn!(
@@ -393,7 +405,7 @@ impl Reconciler {
         self.reports.send_replace(Arc::new(report));
     }
 
-    async fn compute(&mut self) -> Report {
+    async fn compute(&mut self, pass: Pass) -> Report {
         let version = self.options.kubernetes_version;
         let mut report = Report::pending();
         let current = self.store.lock().await.current().cloned();
@@ -446,7 +458,11 @@ impl Reconciler {
         report.desired = Some(Arc::from(rendered.yaml.as_slice()));
         report.desired_config = Some(Arc::new(rendered.config.clone()));
 
-        let checked = self.preflight(&settings).await;
+        let checked = match self.still_ready(pass, &rendered) {
+            Some(checked) => checked,
+            None => self.preflight(&settings).await,
+        };
+        self.ready = checked.is_ready().then(|| (rendered.hash.clone(), checked.clone()));
         report.warnings.extend(checked.warnings.iter().cloned());
         report.socket = checked.socket.clone();
         report.plugin = checked.plugin.as_ref().map(PluginHealth::from);
@@ -489,6 +505,17 @@ impl Reconciler {
             Err(message) => return failed(report, message),
         }
         finish(report)
+    }
+
+    /// The last preflight, when a new revision renders the very file that preflight cleared
+    /// and that a pass installed or verified since: nothing new is written, and the file's
+    /// endpoint, API version and timeout, which are all the preflight asks with, are the same.
+    /// Edits of other settings are then stored without another plugin round trip; the resync
+    /// asks the plugin again either way.
+    fn still_ready(&self, pass: Pass, rendered: &Rendered) -> Option<Preflight> {
+        let (hash, checked) = self.ready.as_ref()?;
+        let installed = self.restorable.as_deref() == Some(rendered.yaml.as_slice());
+        (pass == Pass::Changed && installed && *hash == rendered.hash).then(|| checked.clone())
     }
 
     /// The host checks of `kms-mount`: the socket listens and the plugin answers its health
