@@ -7,11 +7,11 @@
 //! revisions/000001.json   its meta: time, sha256, size, token name, where it came from
 //! ```
 //!
-//! Both files are written atomically (temporary file, fsync, rename, fsync of the directory),
-//! the document first and the meta last: a revision exists once its meta does, and a write is
-//! acknowledged only after both are durable. A document without a meta above the newest
-//! revision is a write that was never acknowledged and is removed at start; any other
-//! inconsistency stops the start, so data is never dropped silently.
+//! Both files are written atomically (temporary file, fsync, rename), the document first and
+//! the meta last, then the directory is fsynced once for both renames: a revision exists once
+//! its meta does, and a write is acknowledged only after both are durable. A document without a
+//! meta above the newest revision is a write that was never acknowledged and is removed at
+//! start; any other inconsistency stops the start, so data is never dropped silently.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -203,8 +203,12 @@ impl Store {
         };
         let json = serde_json::to_vec_pretty(&meta).expect("a meta always serializes");
 
-        write_atomic(&self.document_path(revision), document.as_bytes())?;
-        write_atomic(&self.meta_path(revision), &json)?;
+        let (document_path, meta_path) = (self.document_path(revision), self.meta_path(revision));
+        crate::durable::write_in_order(
+            &[(&document_path, document.as_bytes()), (&meta_path, &json)],
+            FILE_MODE,
+        )
+        .map_err(|source| io_error("write a revision into", &self.dir, source))?;
 
         let stored = Revision { meta: meta.clone(), document: Arc::from(document) };
         state.history.push(meta);
@@ -347,11 +351,6 @@ fn read_checked(path: &Path, meta: &RevisionMeta) -> Result<String, StoreError> 
         path: path.to_owned(),
         reason: "the document is not UTF-8".to_owned(),
     })
-}
-
-/// Writes `bytes` to `path` atomically and durably, mode 0600.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    crate::durable::write(path, bytes, FILE_MODE).map_err(|source| io_error("write", path, source))
 }
 
 /// Takes the exclusive lock of the data directory; the kernel releases it when the process
