@@ -69,7 +69,7 @@ impl AppState {
     }
 }
 
-/// The name of the token that authenticated a request.
+/// Who made a request: the name of its token, or `cert:<fingerprint>` for a client certificate.
 #[derive(Clone, Debug)]
 pub struct Caller(pub String);
 
