@@ -583,3 +583,62 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use kms_model::encryption::{
+        AesConfiguration, IdentityConfiguration, Key, ProviderConfiguration, ResourceConfiguration,
+        SecretboxConfiguration,
+    };
+
+    use super::*;
+
+    fn key(name: &str, secret: &str) -> Key {
+        Key { name: name.to_owned(), secret: Secret::new(secret) }
+    }
+
+    #[test]
+    fn every_kind_of_local_key_is_redacted_and_nothing_else_changes() {
+        let providers = vec![
+            ProviderConfiguration {
+                aesgcm: Some(AesConfiguration { keys: vec![key("gcm", "Z2NtLXNlY3JldA==")] }),
+                ..ProviderConfiguration::default()
+            },
+            ProviderConfiguration {
+                aescbc: Some(AesConfiguration { keys: vec![key("cbc", "Y2JjLXNlY3JldA==")] }),
+                ..ProviderConfiguration::default()
+            },
+            ProviderConfiguration {
+                secretbox: Some(SecretboxConfiguration {
+                    keys: vec![key("box", "Ym94LXNlY3JldA==")],
+                }),
+                ..ProviderConfiguration::default()
+            },
+            ProviderConfiguration {
+                identity: Some(IdentityConfiguration {}),
+                ..ProviderConfiguration::default()
+            },
+        ];
+        let config = EncryptionConfiguration::new(vec![ResourceConfiguration {
+            resources: vec!["secrets".to_owned()],
+            providers,
+        }]);
+        let yaml = String::from_utf8(kms_render::to_yaml(&redacted(&config).unwrap())).unwrap();
+        for secret in ["Z2NtLXNlY3JldA==", "Y2JjLXNlY3JldA==", "Ym94LXNlY3JldA=="] {
+            assert!(!yaml.contains(secret), "{yaml}");
+        }
+        assert_eq!(yaml.matches("REDACTED").count(), 3, "{yaml}");
+        for name in ["gcm", "cbc", "box"] {
+            assert!(yaml.contains(&format!("name: {name}")), "{yaml}");
+        }
+
+        let plain = EncryptionConfiguration::new(vec![ResourceConfiguration {
+            resources: vec!["secrets".to_owned()],
+            providers: vec![ProviderConfiguration {
+                identity: Some(IdentityConfiguration {}),
+                ..ProviderConfiguration::default()
+            }],
+        }]);
+        assert!(redacted(&plain).is_none());
+    }
+}
