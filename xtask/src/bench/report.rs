@@ -50,8 +50,8 @@ impl Figure {
             Bound::AtLeast => ">=",
         };
         match self.extra {
-            Some((condition, _)) => format!("{sign} {}, {condition}", self.limit),
-            None => format!("{sign} {}", self.limit),
+            Some((condition, _)) => format!("{sign} {:?}, {condition}", self.limit),
+            None => format!("{sign} {:?}", self.limit),
         }
     }
 }
@@ -169,6 +169,9 @@ mod tests {
     fn the_table_flags_a_missed_target() {
         let table = table(&[figure(0.4, Bound::AtLeast, None)]);
         assert!(table.contains("| `server_get_vs_nginx` | 0.4 ratio | >= 0.5 | NO |"), "{table}");
+        let at_most =
+            Figure { bound: Bound::AtMost, limit: 2.0, ..figure(1.0, Bound::AtMost, None) };
+        assert_eq!(at_most.target(), "<= 2.0");
     }
 
     #[test]
