@@ -10,6 +10,8 @@
 //! - [`install`]: the owned EncryptionConfiguration, written atomically (0600 in a 0700
 //!   directory) with the previous version kept for rollback.
 //! - [`drift`]: the installed file against the render of the settings, with a unified diff.
+//! - [`status`]: drift, socket and plugin health in one serializable answer, the same for the
+//!   command line and the server.
 //!
 //! Host paths are absolute and interpreted under a root directory, so every step can run in a
 //! sandbox:
@@ -46,3 +48,4 @@ pub mod install;
 pub mod plan;
 pub mod plugin;
 pub mod preflight;
+pub mod status;

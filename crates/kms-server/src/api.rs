@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use kms_model::encryption::Secret;
 use kms_model::{EncryptionConfiguration, KubeVersion, MAX_DOCUMENT_BYTES};
+use kms_mount::status::{Status, StatusOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_http::trace::TraceLayer;
@@ -448,40 +449,38 @@ async fn get_status(State(state): State<AppState>) -> Result<Response, AppError>
         .await
         .map_err(AppError::internal)?
         .map_err(AppError::internal)?;
-    let drift = kms_mount::drift::compare(installed.as_deref(), report.desired.as_deref());
-    let mut problems = Vec::new();
-    if drift.is_drifted() {
-        let path = state.inner.reconciler.file().host_path().display();
-        problems.push(match (&drift.installed_hash, &drift.desired_hash) {
-            (None, _) => format!("nothing is installed at {path}"),
-            (Some(_), None) => format!("{path} is installed but no file can be rendered"),
-            (Some(_), Some(_)) => format!("{path} differs from the desired file (drift)"),
-        });
-    }
-    problems.extend(report.problems.iter().cloned());
-    if matches!(report.outcome, Outcome::Failed) {
-        problems.push(report.message.clone());
-    }
+    let options = StatusOptions {
+        encryption_config: state.inner.reconciler.file().host_path().to_path_buf(),
+        ..StatusOptions::default()
+    };
     // The shape of `ucp-kms status --output json`, with the revision and the last reconcile.
-    let body = json!({
-        "kms_enabled": report.kms_enabled,
-        "desired_hash": drift.desired_hash,
-        "installed_hash": drift.installed_hash,
-        "drift": drift.is_drifted(),
-        "diff": drift.diff,
-        "socket": report.socket,
-        "plugin": report.plugin,
-        "problems": problems,
-        "warnings": report.warnings,
-        "path": state.inner.reconciler.file().host_path(),
-        "revision": report.revision,
-        "reconcile": {
-            "time": report.time,
-            "revision": report.revision,
-            "outcome": report.outcome,
-            "message": report.message,
-        },
-    });
+    let mut status = Status::measure(
+        report.kms_enabled,
+        installed.as_deref(),
+        report.desired.as_deref(),
+        &options,
+    );
+    status.warnings.clone_from(&report.warnings);
+    if let Some(checked) = &report.preflight {
+        status.add_preflight(checked);
+    }
+    if matches!(report.outcome, Outcome::Failed) {
+        status.problems.push(report.message.clone());
+    }
+    let mut body = serde_json::to_value(&status).map_err(AppError::internal)?;
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("path".to_owned(), json!(options.encryption_config));
+        fields.insert("revision".to_owned(), json!(report.revision));
+        fields.insert(
+            "reconcile".to_owned(),
+            json!({
+                "time": report.time,
+                "revision": report.revision,
+                "outcome": report.outcome,
+                "message": report.message,
+            }),
+        );
+    }
     Ok(Json(body).into_response())
 }
 

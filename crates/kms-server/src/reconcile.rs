@@ -23,8 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
 use kms_mount::drift::{self, DriftError, Installed};
 use kms_mount::install::{DIR_MODE, FILE_MODE, InstallError, InstallOutcome, OwnedFile};
-use kms_mount::plugin::ProbeReport;
-use kms_mount::preflight::{Preflight, PreflightOptions, SocketCheck};
+use kms_mount::preflight::{Preflight, PreflightOptions};
 use kms_render::Rendered;
 use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
@@ -73,34 +72,6 @@ impl Outcome {
     }
 }
 
-/// The plugin's health as the last preflight saw it, in the shape `ucp-kms status` prints:
-/// `{"healthy", "version", "key_id", "latency_ms", "error"}`.
-#[derive(Clone, Debug, Serialize)]
-pub struct PluginHealth {
-    /// Whether kube-apiserver would accept the plugin.
-    pub healthy: bool,
-    /// The API version string the plugin reported.
-    pub version: Option<String>,
-    /// The key ID the plugin reported (KMS v2).
-    pub key_id: Option<String>,
-    /// Time spent in the probe's calls, in milliseconds.
-    pub latency_ms: f64,
-    /// The first problem found.
-    pub error: Option<String>,
-}
-
-impl From<&ProbeReport> for PluginHealth {
-    fn from(report: &ProbeReport) -> Self {
-        Self {
-            healthy: report.healthy,
-            version: report.version.clone(),
-            key_id: report.key_id.clone(),
-            latency_ms: report.latency_ms(),
-            error: report.error().map(str::to_owned),
-        }
-    }
-}
-
 /// The result of the last full pass.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -116,14 +87,12 @@ pub struct Report {
     pub kms_enabled: bool,
     /// `sha256:<hex>` of the file the configuration renders to, when it renders one.
     pub desired_hash: Option<String>,
-    /// The plugin socket, when KMS is enabled.
-    pub socket: Option<SocketCheck>,
-    /// The plugin probe, when the socket listens.
-    pub plugin: Option<PluginHealth>,
-    /// What the preflight found wrong; a pass that enables KMS installs nothing while any.
-    pub problems: Vec<String>,
-    /// Transition and preflight warnings.
+    /// The warnings of the transition to the rendered file.
     pub warnings: Vec<String>,
+    /// The last preflight: the plugin socket and probe, what it found wrong (a pass that
+    /// enables KMS installs nothing while anything is) and its warnings.
+    #[serde(skip)]
+    pub preflight: Option<Preflight>,
     /// The rendered file.
     #[serde(skip)]
     pub desired: Option<Arc<[u8]>>,
@@ -141,10 +110,8 @@ impl Report {
             message: "the first reconcile has not finished yet".to_owned(),
             kms_enabled: false,
             desired_hash: None,
-            socket: None,
-            plugin: None,
-            problems: Vec::new(),
             warnings: Vec::new(),
+            preflight: None,
             desired: None,
             desired_config: None,
         }
@@ -463,10 +430,7 @@ impl Reconciler {
             None => self.preflight(&settings).await,
         };
         self.ready = checked.is_ready().then(|| (rendered.hash.clone(), checked.clone()));
-        report.warnings.extend(checked.warnings.iter().cloned());
-        report.socket = checked.socket.clone();
-        report.plugin = checked.plugin.as_ref().map(PluginHealth::from);
-        report.problems.clone_from(&checked.problems);
+        report.preflight = Some(checked.clone());
         if settings.enabled && !checked.is_ready() {
             let problem = checked.problems.first().cloned().unwrap_or_default();
             report.outcome = Outcome::Blocked;

@@ -178,6 +178,24 @@ fn kms_is_installed_under_the_root_and_hand_edits_are_undone() {
     assert_eq!(status_json["socket"]["state"], "listening", "{status_json}");
     assert!(status_json["plugin"]["key_id"].as_str().unwrap().starts_with("dev-"), "{status_json}");
     assert_eq!(status_json["problems"], serde_json::json!([]), "{status_json}");
+    // The fields of `ucp-kms status --output json`, and the server's own three.
+    let mut fields: Vec<_> = status_json.as_object().unwrap().keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    let expected = [
+        "desired_hash",
+        "diff",
+        "drift",
+        "installed_hash",
+        "kms_enabled",
+        "path",
+        "plugin",
+        "problems",
+        "reconcile",
+        "revision",
+        "socket",
+        "warnings",
+    ];
+    assert_eq!(fields, expected, "{status_json}");
     let (status, _) = curl(&[&server.url("/readyz")]);
     assert_eq!(status, 200);
     let (status, plan) = curl(&["-H", &token, &server.url("/api/kms/plan")]);

@@ -9,12 +9,11 @@ use kms_mount::drift::{self, DriftError, Installed};
 use kms_mount::install::{InstallOutcome, OwnedFile, PREVIOUS_SUFFIX};
 use kms_mount::plan::{Plan, PlanOptions, plan};
 use kms_mount::preflight::{PreflightOptions, SocketCheck, check_kept_sockets, preflight};
+use kms_mount::status::PluginHealth;
 use kms_render::Rendered;
 use serde::Serialize;
 
-use super::host::{
-    MountModeArg, PluginHealth, TargetArgs, block_on, chain, load_settings, write_plan_text,
-};
+use super::host::{MountModeArg, TargetArgs, block_on, chain, load_settings, write_plan_text};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output::print_json;

@@ -10,8 +10,6 @@ use clap::{Args, ValueEnum};
 use kms_model::{Diagnostic, KmsSettings, KubeVersion, load_settings_bytes};
 use kms_mount::install::{DEFAULT_ENCRYPTION_CONFIG, OwnedFile};
 use kms_mount::plan::{MountKind, MountMode, Plan};
-use kms_mount::plugin::ProbeReport;
-use serde::Serialize;
 
 use crate::cli::OutputFormat;
 use crate::input::{display_name, read_document};
@@ -146,45 +144,4 @@ pub(crate) fn write_plan_text(out: &mut impl Write, plan: &Plan) -> io::Result<(
         writeln!(out, "  {flag}")?;
     }
     Ok(())
-}
-
-/// What `status` and `apply` say about the plugin: `{"healthy", "version", "key_id",
-/// "latency_ms", "error"}`.
-#[derive(Clone, Debug, Serialize)]
-pub(crate) struct PluginHealth {
-    pub(crate) healthy: bool,
-    pub(crate) version: Option<String>,
-    pub(crate) key_id: Option<String>,
-    pub(crate) latency_ms: f64,
-    pub(crate) error: Option<String>,
-}
-
-impl From<&ProbeReport> for PluginHealth {
-    fn from(report: &ProbeReport) -> Self {
-        Self {
-            healthy: report.healthy,
-            version: report.version.clone(),
-            key_id: report.key_id.clone(),
-            latency_ms: report.latency_ms(),
-            error: report.error().map(str::to_owned),
-        }
-    }
-}
-
-impl PluginHealth {
-    /// `healthy, API version "v2", key ID "k1", 1.2 ms` or `unhealthy: <why>`.
-    pub(crate) fn to_line(&self) -> String {
-        if !self.healthy {
-            return format!("unhealthy: {}", self.error.as_deref().unwrap_or("no answer"));
-        }
-        let mut line = "healthy".to_owned();
-        if let Some(version) = &self.version {
-            line.push_str(&format!(", API version {version:?}"));
-        }
-        if let Some(key_id) = &self.key_id {
-            line.push_str(&format!(", key ID {key_id:?}"));
-        }
-        line.push_str(&format!(", {:.1} ms", self.latency_ms));
-        line
-    }
 }
