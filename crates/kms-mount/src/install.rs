@@ -85,7 +85,8 @@ pub enum InstallOutcome {
     Unchanged,
     /// There was no file; it was created.
     Created,
-    /// The file was replaced; its former bytes are kept as the previous version.
+    /// The file was replaced. By [`OwnedFile::install`], its former bytes are kept as the
+    /// previous version; by [`OwnedFile::restore`], they are dropped.
     Replaced,
 }
 
@@ -199,15 +200,45 @@ impl OwnedFile {
             return Ok(InstallOutcome::Unchanged);
         }
         if let Some(current) = &current {
-            write_atomically(&self.previous, current)?;
+            write_atomically(&self.previous, current, FILE_MODE)?;
         }
-        write_atomically(&self.path, bytes)?;
+        write_atomically(&self.path, bytes, FILE_MODE)?;
         let outcome =
             if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created };
         tracing::info!(
             config.path = %self.path.display(),
             outcome = ?outcome,
             "installed encryption configuration"
+        );
+        Ok(outcome)
+    }
+
+    /// Puts `bytes` back as the installed file without touching the previous version: a repair
+    /// of drift, where what is replaced is an outside change, never a version to roll back to.
+    ///
+    /// The write is the one of [`OwnedFile::install`]: under the directory's lock, a temporary
+    /// file fsynced and renamed over the file, the directory fsynced, 0600 in a 0700 directory.
+    /// When the file already holds `bytes`, only a loosened mode is set back.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError`] when the directory cannot be created or the file cannot be read or
+    /// written; the installed file is then the old one or the new one, never a mix.
+    pub fn restore(&self, bytes: &[u8]) -> Result<InstallOutcome, InstallError> {
+        self.create_dir()?;
+        let _lock = self.lock()?;
+        let current = self.read()?;
+        if current.as_deref() == Some(bytes) {
+            restrict(&self.path, FILE_MODE)?;
+            return Ok(InstallOutcome::Unchanged);
+        }
+        write_atomically(&self.path, bytes, FILE_MODE)?;
+        let outcome =
+            if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created };
+        tracing::info!(
+            config.path = %self.path.display(),
+            outcome = ?outcome,
+            "restored encryption configuration"
         );
         Ok(outcome)
     }
@@ -243,8 +274,8 @@ impl OwnedFile {
         if exchanged {
             sync_dir(self.dir()).map_err(|source| self.write_error(source))?;
         } else if let Some(current) = &current {
-            write_atomically(&self.previous, current)?;
-            write_atomically(&self.path, &previous)?;
+            write_atomically(&self.previous, current, FILE_MODE)?;
+            write_atomically(&self.path, &previous, FILE_MODE)?;
         } else {
             fs::rename(&self.previous, &self.path).map_err(|source| self.write_error(source))?;
             sync_dir(self.dir()).map_err(|source| self.write_error(source))?;
@@ -329,24 +360,54 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, InstallError> {
     Ok(Some(bytes))
 }
 
-/// Writes `bytes` to a temporary file beside `path`, mode 0600 from its creation, fsyncs it,
-/// renames it over `path` and fsyncs the directory so that the rename survives a power cut.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
-    let err = |source| InstallError::Write { path: path.to_path_buf(), source };
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let mut file = tempfile::Builder::new()
-        .prefix(&format!(".{name}.{TEMPORARY_MARK}"))
-        .suffix(TEMPORARY_SUFFIX)
-        .permissions(Permissions::from_mode(FILE_MODE))
-        .tempfile_in(dir)
-        .map_err(err)?;
-    // The umask may have taken bits away from the creation mode; it must be exactly 0600.
-    file.as_file().set_permissions(Permissions::from_mode(FILE_MODE)).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.as_file().sync_all().map_err(err)?;
-    file.persist(path).map_err(|persist| err(persist.error))?;
-    sync_dir(dir).map_err(err)
+/// Writes `bytes` to `path` atomically and durably with exactly `mode`: a temporary file
+/// beside it (`.<name>.ucp-kms-<random>.tmp`, `mode` from its creation), fsynced, renamed over
+/// `path`, then the directory fsynced so that the rename survives a power cut. A crash at any
+/// moment leaves the old file or the new one.
+///
+/// # Errors
+///
+/// [`InstallError::Write`] naming the file that could not be written.
+pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstallError> {
+    write_atomically_in_order(&[(path, bytes)], mode)
+}
+
+/// Writes several files as [`write_atomically`] does, in order, with one fsync per directory
+/// after the last rename instead of one per file.
+///
+/// Each file's content is fsynced before its rename, and every rename is durable when this
+/// returns. A crash before that keeps a prefix of the renames on file systems that journal
+/// metadata in order (ext4, XFS, btrfs): a later file never appears without the earlier ones.
+///
+/// # Errors
+///
+/// [`InstallError::Write`] naming the file (or directory) that could not be written; the files
+/// before it are written.
+pub fn write_atomically_in_order(files: &[(&Path, &[u8])], mode: u32) -> Result<(), InstallError> {
+    let mut dirs = Vec::new();
+    for (path, bytes) in files {
+        let err = |source| InstallError::Write { path: path.to_path_buf(), source };
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!(".{name}.{TEMPORARY_MARK}"))
+            .suffix(TEMPORARY_SUFFIX)
+            .permissions(Permissions::from_mode(mode))
+            .tempfile_in(dir)
+            .map_err(err)?;
+        // The umask may have taken bits away from the creation mode; it must be exactly `mode`.
+        file.as_file().set_permissions(Permissions::from_mode(mode)).map_err(err)?;
+        file.write_all(bytes).map_err(err)?;
+        file.as_file().sync_all().map_err(err)?;
+        file.persist(path).map_err(|persist| err(persist.error))?;
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        sync_dir(dir).map_err(|source| InstallError::Write { path: dir.to_path_buf(), source })?;
+    }
+    Ok(())
 }
 
 /// Sets `path` to `mode` when it is looser or different; the mtime does not change.

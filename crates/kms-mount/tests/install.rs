@@ -225,3 +225,51 @@ fn concurrent_installers_take_turns() {
     let names: Vec<_> = fs::read_dir(file.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "only the file and its previous version remain: {names:?}");
 }
+
+#[test]
+fn restore_repairs_a_hand_edit_and_keeps_the_previous_version() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    file.install(SECOND).unwrap();
+
+    fs::write(file.path(), b"# edited by hand\n").unwrap();
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Replaced);
+    assert_eq!(file.read().unwrap().unwrap(), SECOND);
+    assert_eq!(mode(file.path()), 0o600);
+    assert_eq!(file.read_previous().unwrap().unwrap(), FIRST, "the hand edit is no rollback copy");
+
+    fs::set_permissions(file.path(), fs::Permissions::from_mode(0o640)).unwrap();
+    let before = fs::metadata(file.path()).unwrap();
+    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Unchanged);
+    assert_eq!(fs::metadata(file.path()).unwrap().ino(), before.ino());
+    assert_eq!(mode(file.path()), 0o600);
+
+    fs::remove_file(file.path()).unwrap();
+    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Created);
+    assert_eq!(file.read().unwrap().unwrap(), SECOND);
+    assert_eq!(file.read_previous().unwrap().unwrap(), FIRST);
+}
+
+#[test]
+fn restore_creates_a_private_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    assert_eq!(file.restore(FIRST).unwrap(), InstallOutcome::Created);
+    assert_eq!(mode(file.path()), 0o600);
+    assert_eq!(mode(file.dir()), 0o700);
+    assert!(!file.previous_path().exists());
+}
+
+#[test]
+fn atomic_writes_have_exactly_the_mode_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.toml"), dir.path().join("a.json"));
+    kms_mount::install::write_atomically_in_order(&[(&a, b"1"), (&b, b"2")], 0o600).unwrap();
+    kms_mount::install::write_atomically(&a, b"3", 0o640).unwrap();
+    assert_eq!((fs::read(&a).unwrap(), mode(&a)), (b"3".to_vec(), 0o640));
+    assert_eq!((fs::read(&b).unwrap(), mode(&b)), (b"2".to_vec(), 0o600));
+    let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+}

@@ -9,7 +9,6 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
-mod durable;
 pub mod error;
 pub mod logging;
 pub mod metrics;

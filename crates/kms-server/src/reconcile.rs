@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
 use kms_mount::drift::{self, DriftError, Installed};
-use kms_mount::install::{DIR_MODE, FILE_MODE, InstallError, InstallOutcome, OwnedFile};
+use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
 use kms_mount::preflight::{Preflight, PreflightOptions};
 use kms_render::Rendered;
 use notify::{RecursiveMode, Watcher};
@@ -532,11 +532,10 @@ impl Reconciler {
         let Some(difference) = difference(self.file.path(), &trusted) else { return };
         let file = self.file.clone();
         let bytes = trusted.clone();
-        let restored = tokio::task::spawn_blocking(move || restore(&file, &bytes))
-            .await
-            .unwrap_or_else(|err| Err(std::io::Error::other(err.to_string())));
-        match restored {
-            Ok(rewritten) => {
+        let restored = tokio::task::spawn_blocking(move || file.restore(&bytes)).await;
+        match restored.map_err(|err| err.to_string()).and_then(|r| r.map_err(|e| error_chain(&e))) {
+            Ok(outcome) => {
+                let rewritten = outcome != InstallOutcome::Unchanged;
                 self.metrics.drift_repairs.inc();
                 tracing::warn!(
                     fs.path = %self.file.path().display(),
@@ -587,21 +586,6 @@ fn desired(
         ),
         DriftError::Render(_) => error_chain(&err),
     })
-}
-
-/// Puts `bytes` back as the installed file, mode 0600 in a 0700 directory; `true` when the
-/// content had to be rewritten, `false` when only the mode was wrong.
-///
-/// Unlike an install, a repair leaves the previous version alone: what it replaces is an outside
-/// change, never a version to roll back to.
-fn restore(file: &OwnedFile, bytes: &[u8]) -> std::io::Result<bool> {
-    crate::durable::create_dir(file.dir(), DIR_MODE)?;
-    if matches!(file.read(), Ok(Some(current)) if current == bytes) {
-        fs::set_permissions(file.path(), fs::Permissions::from_mode(FILE_MODE))?;
-        return Ok(false);
-    }
-    crate::durable::write(file.path(), bytes, FILE_MODE)?;
-    Ok(true)
 }
 
 /// How the file at `path` differs from `expected`, or `None` when it does not.

@@ -204,11 +204,10 @@ impl Store {
         let json = serde_json::to_vec_pretty(&meta).expect("a meta always serializes");
 
         let (document_path, meta_path) = (self.document_path(revision), self.meta_path(revision));
-        crate::durable::write_in_order(
-            &[(&document_path, document.as_bytes()), (&meta_path, &json)],
-            FILE_MODE,
-        )
-        .map_err(|source| io_error("write a revision into", &self.dir, source))?;
+        let files: [(&Path, &[u8]); 2] =
+            [(&document_path, document.as_bytes()), (&meta_path, &json)];
+        kms_mount::install::write_atomically_in_order(&files, FILE_MODE)
+            .map_err(|err| io_error("write a revision into", &self.dir, io::Error::other(err)))?;
 
         let stored = Revision { meta: meta.clone(), document: Arc::from(document) };
         state.history.push(meta);
