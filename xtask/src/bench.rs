@@ -190,6 +190,13 @@ fn server_figures(
     let root = work.join("root");
     let data = work.join("data");
     let socket = root.join(PLUGIN_SOCKET);
+    // connect(2) takes at most 107 bytes of path; a deep checkout needs a shorter target dir.
+    ensure!(
+        socket.as_os_str().len() <= 107,
+        "the plugin socket path \"{}\" is longer than the 107 bytes a UNIX socket takes; set \
+         CARGO_TARGET_DIR to a shorter directory",
+        socket.display()
+    );
     let mut plugin_command = Command::new(&bins.cli);
     plugin_command.arg("dev-plugin").arg("--socket").arg(&socket);
     let mut plugin = Service::start("dev-plugin", &mut plugin_command, &work.join("plugin.log"))?;
