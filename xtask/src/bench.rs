@@ -60,6 +60,8 @@ const INSTALLED: &str = "etc/ucp-kms/encryption-config.yaml";
 const PLUGIN_SOCKET: &str = "run/kmsplugin/socket.sock";
 const CONFIG_PATH: &str = "/api/ucp/config-toml";
 const ENCRYPTION_CONFIG_PATH: &str = "/api/kms/encryption-config";
+/// The same bytes as a static file of nginx.
+const NGINX_PATH: &str = "/encryption-config.yaml";
 
 /// Runs every measurement, prints the table and writes the report.
 ///
@@ -269,10 +271,12 @@ fn server_get_vs_nginx(
     let dir = work.join("nginx");
     let www = dir.join("www");
     fs::create_dir_all(&www)?;
-    fs::write(www.join("encryption-config.yaml"), yaml)?;
+    fs::write(www.join(NGINX_PATH.trim_start_matches('/')), yaml)?;
     let nginx_addr = process::free_port()?;
     let nginx = nginx::start(&dir, &www, nginx_addr)?;
-    let nginx_run = load(nginx_addr, "/encryption-config.yaml", token, plan.load)?;
+    let static_file = Client::connect(nginx_addr, token)?.request("GET", NGINX_PATH, b"")?;
+    ensure!(static_file.body == yaml, "nginx does not serve the same bytes as the server");
+    let nginx_run = load(nginx_addr, NGINX_PATH, token, plan.load)?;
     drop(nginx);
 
     let describe = |run: &wrk::WrkResult| {
