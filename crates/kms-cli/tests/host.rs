@@ -645,3 +645,65 @@ fn unusable_paths_are_errors_of_usage() {
         stderr(&relative)
     );
 }
+
+/// The installed file without the lines of the kms provider named `name`.
+fn without_provider(yaml: &str, name: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let at = lines.iter().position(|line| line.trim() == format!("name: {name}")).unwrap();
+    let start = (0..at).rev().find(|&i| lines[i].trim_start().starts_with("- kms:")).unwrap();
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let end = (at..lines.len())
+        .find(|&i| lines[i].len() - lines[i].trim_start().len() <= indent)
+        .unwrap_or(lines.len());
+    let kept: Vec<&str> = lines[..start].iter().chain(&lines[end..]).copied().collect();
+    kept.join("\n") + "\n"
+}
+
+#[test]
+fn a_hand_deleted_provider_kept_for_reads_is_drift_and_apply_restores_it() {
+    let mut host = Host::new(&ucp_config(""));
+    host.start_plugin(&[]);
+    assert_eq!(code(&host.run("apply", &[])), 0);
+    // A rename: "vault2" writes, "vault" is kept for what it wrote.
+    host.set_config(&ucp_config("").replace("\"vault\"", "\"vault2\""));
+    assert_eq!(code(&host.run("apply", &[])), 0);
+    let applied = fs::read_to_string(host.path(INSTALLED)).unwrap();
+    let kept_for_reads = fs::read_to_string(host.path(PREVIOUS)).unwrap();
+    assert!(applied.contains("name: vault2\n") && applied.contains("name: vault\n"), "{applied}");
+    assert_eq!(code(&host.run("status", &[])), 0);
+
+    let edited = without_provider(&applied, "vault");
+    assert!(!edited.contains("name: vault\n") && edited.contains("name: vault2\n"), "{edited}");
+    fs::write(host.path(INSTALLED), &edited).unwrap();
+
+    let status = host.run("status", &["--output", "json"]);
+    assert_eq!(code(&status), 1, "{}", stdout(&status));
+    let report = json(&status);
+    assert_eq!(report["drift"], true, "{report}");
+    let diff = report["diff"].as_str().unwrap();
+    assert!(diff.contains("+      name: vault\n"), "{diff}");
+    assert!(!diff.lines().any(|line| line.starts_with('-') && !line.starts_with("---")), "{diff}");
+    let text = host.run("status", &[]);
+    assert_eq!(code(&text), 1);
+    assert!(stdout(&text).contains("differs from the desired file (drift)"), "{}", stdout(&text));
+
+    let applied_again = host.run("apply", &[]);
+    assert_eq!(code(&applied_again), 0, "{}", stderr(&applied_again));
+    assert_eq!(fs::read_to_string(host.path(INSTALLED)).unwrap(), applied);
+    assert_eq!(
+        fs::read_to_string(host.path(PREVIOUS)).unwrap(),
+        kept_for_reads,
+        "the hand edit never becomes the version kept for rollback"
+    );
+    assert_eq!(code(&host.run("status", &[])), 0);
+}
+
+#[test]
+fn the_record_of_the_installed_file_is_private() {
+    let mut host = Host::new(&ucp_config(""));
+    host.start_plugin(&[]);
+    assert_eq!(code(&host.run("apply", &[])), 0);
+    let record = host.path("etc/ucp-kms/.encryption-config.yaml.ucp-kms");
+    assert_eq!(fs::read(&record).unwrap(), fs::read(host.path(INSTALLED)).unwrap());
+    assert_eq!(mode(&record), 0o600);
+}

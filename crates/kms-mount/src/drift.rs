@@ -1,15 +1,17 @@
 //! Drift: does the installed EncryptionConfiguration match the one the settings call for?
 //!
-//! The desired file is the render of the settings with the transition from the installed file,
-//! so a hand edit that removed a provider kept for reads shows up as drift, and so does a
-//! provider added by hand in front of the one ucp-kms writes with.
+//! The desired file is the render of the settings with the transition from the file ucp-kms
+//! last installed ([`Installation::start`]): the installed file, unless it differs from the
+//! record of what ucp-kms installed there (a hand edit), in which case the recorded file. So a
+//! hand edit that removed a provider kept for reads shows up as drift and is undone by the next
+//! install, and so does a provider added by hand in front of the one ucp-kms writes with.
 
 use kms_model::encryption::{Key, ProviderConfiguration};
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion, LintError};
 use kms_render::{RenderError, Rendered};
 use similar::TextDiff;
 
-use crate::install::{InstallError, OwnedFile};
+use crate::install::{InstallError, OnDisk, OwnedFile};
 
 /// What is installed, as far as ucp-kms can read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +72,66 @@ impl Installed {
     }
 }
 
+/// What is installed, and the file ucp-kms last installed when the two differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Installation {
+    /// The file on disk.
+    pub installed: Installed,
+    /// The file ucp-kms last installed, decoded, when the file on disk differs from it: a hand
+    /// edit or deletion, which the next install undoes. Never [`Installed::Nothing`] or
+    /// [`Installed::Unparseable`].
+    pub recorded: Option<Installed>,
+    /// Why the record was not used, when it could not be.
+    pub warnings: Vec<String>,
+}
+
+impl Installation {
+    /// Reads the owned file and its record, decoded as kube-apiserver of `version` would.
+    ///
+    /// # Errors
+    ///
+    /// [`InstallError`] when a file exists but cannot be read.
+    pub fn read(file: &OwnedFile, version: KubeVersion) -> Result<Self, InstallError> {
+        Ok(Self::from_on_disk(file.read_on_disk()?, version, file))
+    }
+
+    /// Decodes what [`OwnedFile::read_on_disk`] found. A recorded file that cannot be decoded
+    /// is not used: the transition then starts from the installed file, with a warning.
+    pub fn from_on_disk(on_disk: OnDisk, version: KubeVersion, file: &OwnedFile) -> Self {
+        let hand_edited = on_disk.is_hand_edited();
+        let installed = Installed::from_bytes(on_disk.installed, version);
+        let mut warnings = Vec::new();
+        let recorded = match on_disk.recorded.filter(|_| hand_edited) {
+            None => None,
+            Some(bytes) => match Installed::from_bytes(Some(bytes), version) {
+                parsed @ Installed::Parsed { .. } => Some(parsed),
+                _ => {
+                    warnings.push(format!(
+                        "\"{}\" differs from the file ucp-kms last installed, but the record \
+                         {:?} beside it cannot be decoded for Kubernetes {version}; the \
+                         transition starts from the installed file",
+                        file.host_path().display(),
+                        file.record_path().file_name().unwrap_or_default()
+                    ));
+                    None
+                }
+            },
+        };
+        Self { installed, recorded, warnings }
+    }
+
+    /// Where the transition to the desired file starts: the recorded file after a hand edit,
+    /// else the installed one.
+    pub fn start(&self) -> &Installed {
+        self.recorded.as_ref().unwrap_or(&self.installed)
+    }
+
+    /// Whether the installed file is a hand edit (or deletion) of the one ucp-kms installed.
+    pub fn is_hand_edited(&self) -> bool {
+        self.recorded.is_some()
+    }
+}
+
 /// Why the desired file cannot be computed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DriftError {
@@ -88,8 +150,8 @@ pub enum DriftError {
     Render(#[source] RenderError),
 }
 
-/// The file the settings call for, rendered with the transition from what is installed;
-/// `None` when KMS is off and nothing is installed.
+/// The file the settings call for, rendered with the transition from `installed`; `None` when
+/// KMS is off and nothing is installed. Pass [`Installation::start`] to undo hand edits.
 ///
 /// # Errors
 ///

@@ -4,6 +4,25 @@
 //! target and followed by an fsync of the directory, so a crash at any moment leaves the old or
 //! the new file, never a mix. The version it replaces is kept beside it for rollback. Files are
 //! 0600 in a 0700 directory: a configuration may carry local keys of providers kept for reads.
+//!
+//! # The record
+//!
+//! Beside the file, `.<name>.ucp-kms` holds the exact bytes ucp-kms last installed there. When
+//! the installed file differs from the record, someone edited (or deleted) it by hand, and the
+//! transition to the next file starts from the record: a hand edit is undone, never built on,
+//! so a provider kept for reads cannot be lost by deleting its lines. See
+//! [`OwnedFile::read_on_disk`].
+//!
+//! An install writes the previous version, then the file, then the record, each atomically. A
+//! crash between the file and the record leaves a new file beside a record that still holds
+//! the bytes written as the previous version a moment before; [`OwnedFile::read_on_disk`]
+//! recognises exactly that state (record equal to the previous version, file different) as a
+//! completed install, so the file the API server may already run with is never mistaken for a
+//! hand edit and undone. The other direction cannot happen: the record never names a file that
+//! was not installed. The one state this reads wrongly is a hand edit made while the record
+//! equals the previous version, which no operation of this module leaves behind except a
+//! rollback or restore to the very bytes kept as the previous version; such an edit is then
+//! taken as installed, which is how every file without a record is read anyway.
 
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, Read, Write};
@@ -17,6 +36,9 @@ pub const DEFAULT_ENCRYPTION_CONFIG: &str = "/etc/ucp-kms/encryption-config.yaml
 
 /// What is appended to the file name for the version kept for rollback.
 pub const PREVIOUS_SUFFIX: &str = ".previous";
+
+/// What is appended to `.<file name>` for the record of the bytes ucp-kms last installed.
+pub const RECORD_SUFFIX: &str = ".ucp-kms";
 
 /// Mode of every file ucp-kms owns.
 pub const FILE_MODE: u32 = 0o600;
@@ -90,12 +112,38 @@ pub enum InstallOutcome {
     Replaced,
 }
 
-/// The installed EncryptionConfiguration and the previous version kept beside it.
+/// The installed EncryptionConfiguration, the previous version kept beside it, and the record
+/// of what ucp-kms last installed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedFile {
     host_path: PathBuf,
     path: PathBuf,
     previous: PathBuf,
+    record: PathBuf,
+}
+
+/// The installed file and what ucp-kms last installed there, read together.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OnDisk {
+    /// The installed bytes; `None` when nothing is installed.
+    pub installed: Option<Vec<u8>>,
+    /// The bytes ucp-kms last installed; `None` without a record (nothing installed yet, or a
+    /// file that UCP or an operator wrote before ucp-kms took over).
+    pub recorded: Option<Vec<u8>>,
+}
+
+impl OnDisk {
+    /// Whether the installed file differs from the one ucp-kms last installed: edited or
+    /// deleted by hand.
+    pub fn is_hand_edited(&self) -> bool {
+        self.recorded.is_some() && self.recorded != self.installed
+    }
+
+    /// Where a transition starts: the recorded bytes after a hand edit, else the installed
+    /// ones.
+    pub fn trusted(&self) -> Option<&[u8]> {
+        if self.is_hand_edited() { self.recorded.as_deref() } else { self.installed.as_deref() }
+    }
 }
 
 /// `path` (absolute, as on the host) interpreted under `root`: `/etc/x` under `/tmp/r` is
@@ -132,7 +180,11 @@ impl OwnedFile {
         let mut previous_name = name.to_os_string();
         previous_name.push(PREVIOUS_SUFFIX);
         let previous = path.with_file_name(previous_name);
-        Ok(Self { host_path: host_path.to_path_buf(), path, previous })
+        let mut record_name = std::ffi::OsString::from(".");
+        record_name.push(name);
+        record_name.push(RECORD_SUFFIX);
+        let record = path.with_file_name(record_name);
+        Ok(Self { host_path: host_path.to_path_buf(), path, previous, record })
     }
 
     /// The path as the host (and the API server) sees it.
@@ -150,7 +202,12 @@ impl OwnedFile {
         &self.previous
     }
 
-    /// The directory under the root that holds both files.
+    /// The path under the root of the record of the bytes ucp-kms last installed.
+    pub fn record_path(&self) -> &Path {
+        &self.record
+    }
+
+    /// The directory under the root that holds the file, its previous version and its record.
     pub fn dir(&self) -> &Path {
         self.path.parent().unwrap_or(Path::new("/"))
     }
@@ -174,20 +231,60 @@ impl OwnedFile {
         read_bounded(&self.previous)
     }
 
-    /// Installs `bytes`, keeping the bytes it replaces as the previous version.
+    /// The record's bytes as stored, or `None` when no record is kept.
     ///
-    /// When the file already holds `bytes`, nothing is written: inode and mtime stay, only a
-    /// loosened mode is set back to 0600. The previous version is written before the file
-    /// itself, so a crash between the two steps loses nothing.
+    /// # Errors
+    ///
+    /// As [`OwnedFile::read`].
+    pub fn read_record(&self) -> Result<Option<Vec<u8>>, InstallError> {
+        read_bounded(&self.record)
+    }
+
+    /// The installed bytes and the bytes ucp-kms last installed, as the record says.
+    ///
+    /// A record equal to the previous version beside a different file is an install that
+    /// stopped between writing the file and writing the record: the file is then reported as
+    /// the recorded one, since the API server may already run with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`OwnedFile::read`], for any of the three files.
+    pub fn read_on_disk(&self) -> Result<OnDisk, InstallError> {
+        let recorded = self.read_record()?;
+        let installed = self.read()?;
+        if recorded.is_none() || recorded == installed {
+            return Ok(OnDisk { installed, recorded });
+        }
+        if installed.is_some() && self.read_previous()? == recorded {
+            tracing::debug!(
+                config.path = %self.path.display(),
+                "the last install stopped before its record; taking the installed file as recorded"
+            );
+            return Ok(OnDisk { recorded: installed.clone(), installed });
+        }
+        Ok(OnDisk { installed, recorded })
+    }
+
+    /// Installs `bytes`, keeping the file it replaces as the previous version, and records them
+    /// as the bytes ucp-kms last installed.
+    ///
+    /// What is kept as the previous version is what ucp-kms last installed: after a hand edit,
+    /// the recorded bytes, not the edited file, and when `bytes` are the recorded ones (a
+    /// repair) the previous version is left alone, as [`OwnedFile::restore`] does.
+    ///
+    /// When the file and the record already hold `bytes`, nothing is written: inodes and mtimes
+    /// stay, only a loosened mode is set back to 0600. The previous version is written first,
+    /// then the file, then the record, so a crash between two steps loses nothing (see the
+    /// module documentation).
     ///
     /// # Errors
     ///
     /// [`InstallError`] when the directory cannot be created or a file cannot be read or
     /// written; the installed file is then the old one or the new one, never a mix.
     pub fn install(&self, bytes: &[u8]) -> Result<InstallOutcome, InstallError> {
-        let current = self.read()?;
-        if current.as_deref() == Some(bytes) {
+        if self.read()?.as_deref() == Some(bytes) && self.read_record()?.as_deref() == Some(bytes) {
             restrict(&self.path, FILE_MODE)?;
+            restrict(&self.record, FILE_MODE)?;
             tracing::debug!(config.path = %self.path.display(), "encryption configuration unchanged");
             return Ok(InstallOutcome::Unchanged);
         }
@@ -195,16 +292,23 @@ impl OwnedFile {
         self.create_dir()?;
         let _lock = self.lock()?;
         // Another installer may have finished while this one waited for the lock.
-        let current = self.read()?;
-        if current.as_deref() == Some(bytes) {
+        let on_disk = self.read_on_disk()?;
+        if on_disk.installed.as_deref() == Some(bytes) {
+            restrict(&self.path, FILE_MODE)?;
+            self.write_record(bytes)?;
             return Ok(InstallOutcome::Unchanged);
         }
-        if let Some(current) = &current {
-            write_atomically(&self.previous, current, FILE_MODE)?;
+        // Installing the trusted bytes again repairs an edit; the previous version then stays.
+        if let Some(trusted) = on_disk.trusted().filter(|trusted| *trusted != bytes) {
+            write_atomically(&self.previous, trusted, FILE_MODE)?;
         }
         write_atomically(&self.path, bytes, FILE_MODE)?;
-        let outcome =
-            if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created };
+        self.write_record(bytes)?;
+        let outcome = if on_disk.installed.is_some() {
+            InstallOutcome::Replaced
+        } else {
+            InstallOutcome::Created
+        };
         tracing::info!(
             config.path = %self.path.display(),
             outcome = ?outcome,
@@ -215,6 +319,7 @@ impl OwnedFile {
 
     /// Puts `bytes` back as the installed file without touching the previous version: a repair
     /// of drift, where what is replaced is an outside change, never a version to roll back to.
+    /// The record then holds `bytes`, written after the file.
     ///
     /// The write is the one of [`OwnedFile::install`]: under the directory's lock, a temporary
     /// file fsynced and renamed over the file, the directory fsynced, 0600 in a 0700 directory.
@@ -230,9 +335,11 @@ impl OwnedFile {
         let current = self.read()?;
         if current.as_deref() == Some(bytes) {
             restrict(&self.path, FILE_MODE)?;
+            self.write_record(bytes)?;
             return Ok(InstallOutcome::Unchanged);
         }
         write_atomically(&self.path, bytes, FILE_MODE)?;
+        self.write_record(bytes)?;
         let outcome =
             if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created };
         tracing::info!(
@@ -243,7 +350,8 @@ impl OwnedFile {
         Ok(outcome)
     }
 
-    /// Swaps the installed file and the previous version, and returns the bytes now installed.
+    /// Swaps the installed file and the previous version, records the bytes now installed, and
+    /// returns them.
     ///
     /// The swap is one atomic `renameat2(RENAME_EXCHANGE)` where the file system supports it;
     /// elsewhere the installed bytes are kept as the previous version first, then replaced.
@@ -284,6 +392,7 @@ impl OwnedFile {
         if current.is_some() {
             restrict(&self.previous, FILE_MODE)?;
         }
+        self.write_record(&previous)?;
         tracing::info!(
             config.path = %self.path.display(),
             exchanged,
@@ -315,7 +424,7 @@ impl OwnedFile {
         rustix::fs::flock(&handle, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|errno| err(errno.into()))?;
 
-        let names = [self.path.file_name(), self.previous.file_name()];
+        let names = [self.path.file_name(), self.previous.file_name(), self.record.file_name()];
         for entry in fs::read_dir(dir).map_err(err)? {
             let entry = entry.map_err(err)?;
             let leftover = names.iter().flatten().any(|name| {
@@ -327,6 +436,14 @@ impl OwnedFile {
             }
         }
         Ok(handle)
+    }
+
+    /// Writes the record when it does not hold `bytes` yet.
+    fn write_record(&self, bytes: &[u8]) -> Result<(), InstallError> {
+        if self.read_record()?.as_deref() == Some(bytes) {
+            return restrict(&self.record, FILE_MODE);
+        }
+        write_atomically(&self.record, bytes, FILE_MODE)
     }
 
     fn write_error(&self, source: io::Error) -> InstallError {

@@ -8,7 +8,7 @@
 //! - [`preflight`]: the plugin socket (missing, not a socket, stale, listening), directory
 //!   modes, and the plugin's health through [`plugin`].
 //! - [`install`]: the owned EncryptionConfiguration, written atomically (0600 in a 0700
-//!   directory) with the previous version kept for rollback.
+//!   directory) with the previous version kept for rollback and a record of what was installed.
 //! - [`drift`]: the installed file against the render of the settings, with a unified diff.
 //! - [`status`]: drift, socket and plugin health in one serializable answer, the same for the
 //!   command line and the server.
@@ -20,7 +20,7 @@
 //! use std::path::Path;
 //!
 //! use kms_model::{Endpoint, KmsSettings, KubeVersion};
-//! use kms_mount::drift::{self, Installed};
+//! use kms_mount::drift::{self, Installation};
 //! use kms_mount::install::{DEFAULT_ENCRYPTION_CONFIG, OwnedFile};
 //! use kms_mount::plan::{PlanOptions, plan};
 //!
@@ -34,8 +34,9 @@
 //! let root = tempfile::tempdir()?;
 //! let file = OwnedFile::new(root.path(), Path::new(DEFAULT_ENCRYPTION_CONFIG))?;
 //!
-//! let installed = Installed::read(&file, version)?;
-//! let desired = drift::desired(&settings, version, &installed)?.expect("KMS is on");
+//! // After a hand edit, the transition starts from the file ucp-kms last installed.
+//! let installation = Installation::read(&file, version)?;
+//! let desired = drift::desired(&settings, version, installation.start())?.expect("KMS is on");
 //! file.install(&desired.yaml)?;
 //! assert!(!drift::compare(file.read()?.as_deref(), Some(&desired.yaml)).is_drifted());
 //!

@@ -20,7 +20,7 @@ use kms_model::{KmsSettings, KubeVersion};
 use kms_render::Rendered;
 use serde::Serialize;
 
-use crate::drift::{self, DriftError, Installed};
+use crate::drift::{self, DriftError, Installation};
 use crate::install::DEFAULT_ENCRYPTION_CONFIG;
 use crate::plugin::ProbeReport;
 use crate::preflight::{Preflight, SocketCheck, check_kept_sockets};
@@ -120,9 +120,10 @@ pub struct Status {
 }
 
 impl Status {
-    /// The whole status: the desired file rendered with the transition from `installed`
-    /// (see [`drift::desired`]), drift against it, the preflight's findings, and the plugins of
-    /// kms providers kept for reads.
+    /// The whole status: the desired file rendered with the transition from where
+    /// `installation` starts (the file ucp-kms last installed, so a hand edit is drift; see
+    /// [`Installation::start`]), drift of the installed file against it, the preflight's
+    /// findings, and the plugins of kms providers kept for reads.
     ///
     /// A file that cannot be decoded, or settings that cannot be rendered from it, are
     /// problems, not errors: an undecodable file is measured against the render without a
@@ -130,12 +131,13 @@ impl Status {
     pub fn assemble(
         settings: &KmsSettings,
         version: KubeVersion,
-        installed: &Installed,
+        installation: &Installation,
         preflight: &Preflight,
         options: &StatusOptions,
     ) -> Self {
         let mut problems = Vec::new();
-        let desired = match drift::desired(settings, version, installed) {
+        let installed = &installation.installed;
+        let desired = match drift::desired(settings, version, installation.start()) {
             Ok(desired) => Ok(desired),
             Err(err @ DriftError::Unparseable { .. }) => {
                 problems.push(err.to_string());
@@ -152,6 +154,7 @@ impl Status {
         let mut status = Self::measure(settings.enabled, installed.bytes(), desired_yaml, options);
         problems.append(&mut status.problems);
         status.problems = problems;
+        status.warnings.clone_from(&installation.warnings);
         status.add_preflight(preflight);
         if let Some(Rendered { config, .. }) = &desired {
             status.problems.extend(check_kept_sockets(&options.root, settings, config));

@@ -1,5 +1,7 @@
 //! Crash safety of the install: a process that installs two files in turn is killed with
-//! SIGKILL at random moments, and every time the installed file is one of the two, whole.
+//! SIGKILL at random moments, and every time the installed file is one of the two, whole, and
+//! the record of what ucp-kms installed agrees with it, or lags behind it in the one way that
+//! reads as a completed install.
 //!
 //! The installing process is this test binary itself, started again with `CHILD_ROOT` set.
 
@@ -53,6 +55,7 @@ fn alternating_installs() {
         let (new, old) = if step % 2 == 0 { (&a, &b) } else { (&b, &a) };
         file.install(new).unwrap();
         assert_eq!(&file.read().unwrap().unwrap(), new);
+        assert_eq!(&file.read_record().unwrap().unwrap(), new);
         if step > 0 {
             assert_eq!(&file.read_previous().unwrap().unwrap(), old);
         }
@@ -88,6 +91,7 @@ fn sigkill_leaves_the_old_or_the_new_file() {
     let me = std::env::current_exe().unwrap();
     let started = Instant::now();
     let mut seen = [0usize; 2];
+    let mut lagging = 0;
 
     for kill in 0..KILLS {
         let mut child = Command::new(&me)
@@ -114,9 +118,22 @@ fn sigkill_leaves_the_old_or_the_new_file() {
         assert_eq!(parsed.resources.len(), 1);
         let mode = std::fs::metadata(file.path()).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600, "kill {kill}");
-        if let Some(previous) = file.read_previous().unwrap() {
-            assert!(previous == a || previous == b, "kill {kill}: the previous version is torn");
+        let previous = file.read_previous().unwrap();
+        if let Some(previous) = &previous {
+            assert!(*previous == a || *previous == b, "kill {kill}: the previous version is torn");
         }
+        // The record is written after the file: it may still hold the bytes replaced, which
+        // were kept as the previous version a moment before. Read together, that is the new
+        // file, installed; a hand edit is the only other way the two can differ.
+        let record = file.read_record().unwrap().expect("a record is kept after every kill");
+        assert!(record == a || record == b, "kill {kill}: the record is torn");
+        if record != installed {
+            assert_eq!(previous.as_ref(), Some(&record), "kill {kill}: the record ran ahead");
+            lagging += 1;
+        }
+        let on_disk = file.read_on_disk().unwrap();
+        assert!(!on_disk.is_hand_edited(), "kill {kill}: an interrupted install reads as an edit");
+        assert_eq!(on_disk.trusted(), Some(installed.as_slice()), "kill {kill}");
     }
 
     // A kill before the rename leaves the temporary file behind; the next install removes it,
@@ -124,13 +141,19 @@ fn sigkill_leaves_the_old_or_the_new_file() {
     let mut leftovers = 0;
     for entry in std::fs::read_dir(file.dir()).unwrap() {
         let name = entry.unwrap().file_name().into_string().unwrap();
-        if name != "encryption-config.yaml" && name != "encryption-config.yaml.previous" {
+        let owned = [
+            "encryption-config.yaml",
+            "encryption-config.yaml.previous",
+            ".encryption-config.yaml.ucp-kms",
+        ];
+        if !owned.contains(&name.as_str()) {
             assert!(name.starts_with(".encryption-config.yaml"), "unexpected file {name:?}");
             leftovers += 1;
         }
     }
     println!(
-        "{KILLS} kills in {:?}, installed a/b: {seen:?}, temporary files left: {leftovers}",
+        "{KILLS} kills in {:?}, installed a/b: {seen:?}, record behind the file: {lagging}, \
+         temporary files left: {leftovers}",
         started.elapsed()
     );
     assert!(leftovers <= 2, "{leftovers} temporary files were never cleaned up");

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::thread::sleep;
 use std::time::Duration;
 
-use kms_mount::install::{DEFAULT_ENCRYPTION_CONFIG, InstallError, InstallOutcome, OwnedFile};
+use kms_mount::install::{
+    DEFAULT_ENCRYPTION_CONFIG, InstallError, InstallOutcome, OnDisk, OwnedFile,
+};
 
 const FIRST: &[u8] = b"# first\nkind: EncryptionConfiguration\n";
 const SECOND: &[u8] = b"# second\nkind: EncryptionConfiguration\n";
@@ -191,8 +193,9 @@ fn leftovers_of_a_killed_installer_are_removed_and_nothing_else() {
     file.install(FIRST).unwrap();
     let leftover = file.dir().join(".encryption-config.yaml.ucp-kms-Ab12Cd.tmp");
     let leftover_previous = file.dir().join(".encryption-config.yaml.previous.ucp-kms-x9Y8z7.tmp");
+    let leftover_record = file.dir().join("..encryption-config.yaml.ucp-kms.ucp-kms-Zz00Yy.tmp");
     let unrelated = file.dir().join(".encryption-config.yaml.backup");
-    for path in [&leftover, &leftover_previous, &unrelated] {
+    for path in [&leftover, &leftover_previous, &leftover_record, &unrelated] {
         fs::write(path, b"half a file").unwrap();
     }
 
@@ -200,6 +203,7 @@ fn leftovers_of_a_killed_installer_are_removed_and_nothing_else() {
 
     assert!(!leftover.exists());
     assert!(!leftover_previous.exists());
+    assert!(!leftover_record.exists());
     assert!(unrelated.exists(), "only files named like the installer's own are removed");
 }
 
@@ -223,7 +227,8 @@ fn concurrent_installers_take_turns() {
     let installed = file.read().unwrap().unwrap();
     assert!(installed == FIRST || installed == SECOND);
     let names: Vec<_> = fs::read_dir(file.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.len(), 2, "only the file and its previous version remain: {names:?}");
+    assert_eq!(names.len(), 3, "only the file, its previous version and record remain: {names:?}");
+    assert_eq!(file.read_record().unwrap().unwrap(), installed);
 }
 
 #[test]
@@ -272,4 +277,119 @@ fn atomic_writes_have_exactly_the_mode_asked_for() {
     assert_eq!((fs::read(&b).unwrap(), mode(&b)), (b"2".to_vec(), 0o600));
     let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names.len(), 2, "no temporary file is left: {names:?}");
+}
+
+const HAND_EDIT: &[u8] = b"# edited by hand\nkind: EncryptionConfiguration\n";
+
+#[test]
+fn the_record_is_hidden_private_and_written_with_every_install() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    assert_eq!(file.record_path(), file.dir().join(".encryption-config.yaml.ucp-kms"));
+    assert_eq!(file.read_record().unwrap(), None);
+
+    file.install(FIRST).unwrap();
+    assert_eq!(file.read_record().unwrap().unwrap(), FIRST);
+    assert_eq!(mode(file.record_path()), 0o600);
+    file.install(SECOND).unwrap();
+    assert_eq!(file.read_record().unwrap().unwrap(), SECOND);
+
+    fs::set_permissions(file.record_path(), fs::Permissions::from_mode(0o644)).unwrap();
+    let before = fs::metadata(file.record_path()).unwrap();
+    sleep(Duration::from_millis(20));
+    assert_eq!(file.install(SECOND).unwrap(), InstallOutcome::Unchanged);
+    let after = fs::metadata(file.record_path()).unwrap();
+    assert_eq!(after.ino(), before.ino(), "a no-op leaves the record alone");
+    assert_eq!(after.modified().unwrap(), before.modified().unwrap());
+    assert_eq!(mode(file.record_path()), 0o600);
+}
+
+#[test]
+fn a_file_without_a_record_is_adopted_by_a_no_op_install() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    fs::create_dir_all(file.dir()).unwrap();
+    fs::write(file.path(), FIRST).unwrap();
+    let on_disk = file.read_on_disk().unwrap();
+    assert_eq!(on_disk, OnDisk { installed: Some(FIRST.to_vec()), recorded: None });
+    assert!(!on_disk.is_hand_edited());
+
+    assert_eq!(file.install(FIRST).unwrap(), InstallOutcome::Unchanged);
+    assert_eq!(file.read_record().unwrap().unwrap(), FIRST);
+    assert!(!file.previous_path().exists());
+}
+
+#[test]
+fn a_hand_edit_reads_as_one_and_is_never_the_rollback_copy() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    fs::write(file.path(), HAND_EDIT).unwrap();
+
+    let on_disk = file.read_on_disk().unwrap();
+    assert!(on_disk.is_hand_edited());
+    assert_eq!(on_disk.trusted(), Some(FIRST));
+
+    // A new file replaces the edit; the version kept for rollback is the one ucp-kms installed.
+    assert_eq!(file.install(SECOND).unwrap(), InstallOutcome::Replaced);
+    assert_eq!(file.read_previous().unwrap().unwrap(), FIRST);
+    assert_eq!(file.read_record().unwrap().unwrap(), SECOND);
+    assert!(!file.read_on_disk().unwrap().is_hand_edited());
+
+    // Installing the recorded bytes over an edit is a repair: the previous version stays.
+    fs::write(file.path(), HAND_EDIT).unwrap();
+    assert_eq!(file.install(SECOND).unwrap(), InstallOutcome::Replaced);
+    assert_eq!(file.read().unwrap().unwrap(), SECOND);
+    assert_eq!(file.read_previous().unwrap().unwrap(), FIRST);
+
+    // A deletion is an edit too.
+    fs::remove_file(file.path()).unwrap();
+    let on_disk = file.read_on_disk().unwrap();
+    assert!(on_disk.is_hand_edited());
+    assert_eq!(on_disk.trusted(), Some(SECOND));
+}
+
+#[test]
+fn restore_and_rollback_keep_the_record_in_step() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    file.install(SECOND).unwrap();
+
+    fs::write(file.path(), HAND_EDIT).unwrap();
+    file.restore(SECOND).unwrap();
+    assert_eq!(file.read_record().unwrap().unwrap(), SECOND);
+    assert!(!file.read_on_disk().unwrap().is_hand_edited());
+
+    assert_eq!(file.rollback().unwrap(), FIRST);
+    assert_eq!(file.read_record().unwrap().unwrap(), FIRST);
+    assert!(!file.read_on_disk().unwrap().is_hand_edited());
+    assert_eq!(file.rollback().unwrap(), SECOND);
+    assert_eq!(file.read_record().unwrap().unwrap(), SECOND);
+
+    // A restore of other bytes records them: they are what ucp-kms put there.
+    file.restore(HAND_EDIT).unwrap();
+    assert_eq!(file.read_record().unwrap().unwrap(), HAND_EDIT);
+    assert_eq!(mode(file.record_path()), 0o600);
+}
+
+#[test]
+fn an_install_stopped_before_its_record_reads_as_completed() {
+    let root = tempfile::tempdir().unwrap();
+    let file = owned(root.path());
+    file.install(FIRST).unwrap();
+    // What a kill between the file and the record leaves: the former file kept as the previous
+    // version and still in the record, the new file installed.
+    fs::write(file.previous_path(), FIRST).unwrap();
+    fs::write(file.path(), SECOND).unwrap();
+
+    let on_disk = file.read_on_disk().unwrap();
+    assert!(!on_disk.is_hand_edited());
+    assert_eq!(on_disk.trusted(), Some(SECOND));
+    assert_eq!(on_disk.recorded.as_deref(), Some(SECOND));
+
+    // The next install finishes the record and keeps the file the API server may run with.
+    file.install(HAND_EDIT).unwrap();
+    assert_eq!(file.read_previous().unwrap().unwrap(), SECOND);
+    assert_eq!(file.read_record().unwrap().unwrap(), HAND_EDIT);
 }

@@ -2,26 +2,28 @@
 //! configuration revision renders to, and puts it back when someone changes it.
 //!
 //! A full pass runs at start, after every accepted change and every `--resync`: render with the
-//! transition from the installed file (the one this process last installed, or before that the
-//! one on disk, so a hand edit never becomes the starting point), preflight the plugin, install,
-//! read back. A file that enables KMS is never installed while the preflight fails; a file on
-//! disk that cannot be decoded is reported and left alone, as it may be all that can read the
-//! stored data.
+//! transition from the file ucp-kms last installed (its record beside the installed file, see
+//! `kms_mount::install`, so a hand edit never becomes the starting point, even across a
+//! restart; without a record, the file on disk), preflight the plugin, install, read back. A
+//! file that enables KMS is never installed while the preflight fails; a file on disk that
+//! cannot be decoded and has no record to start from is reported and left alone, as it may be
+//! all that can read the stored data.
 //!
 //! A repair runs when the file watcher reports a change of the installed file: it restores the
-//! last file a full pass installed or verified, without a new preflight, because that exact file
-//! was already accepted and is what the API server runs with. The reconciler's own writes leave
-//! the file equal to that content, so they are recognised and cause no second write.
+//! recorded file, without a new preflight, because that exact file was already accepted and is
+//! what the API server runs with. A file ucp-kms never installed has no record and is never
+//! restored. The reconciler's own writes leave the file equal to the record, so they are
+//! recognised and cause no second write.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion};
-use kms_mount::drift::{self, DriftError, Installed};
+use kms_mount::drift::{self, DriftError, Installation, Installed};
 use kms_mount::install::{FILE_MODE, InstallError, InstallOutcome, OwnedFile};
 use kms_mount::preflight::{Preflight, PreflightOptions};
 use kms_render::Rendered;
@@ -149,7 +151,6 @@ enum Trigger {
 pub struct Handle {
     triggers: mpsc::UnboundedSender<Trigger>,
     reports: watch::Receiver<Arc<Report>>,
-    trusted: Arc<Mutex<Option<Arc<[u8]>>>>,
     version: KubeVersion,
     file: OwnedFile,
 }
@@ -176,24 +177,24 @@ impl Handle {
         }
     }
 
-    /// What `settings` would render to against the file the reconciler trusts now, so that a
-    /// configuration whose transition cannot be rendered is refused before it is stored.
+    /// What `settings` would render to against the file a full pass would start from now, so
+    /// that a configuration whose transition cannot be rendered is refused before it is stored.
     ///
-    /// A trusted file that cannot be decoded is a problem of this host, not of the
+    /// A starting file that cannot be decoded is a problem of this host, not of the
     /// configuration: the preview is then made without it (`Ok(None)` when KMS is off), and
     /// the reconciler reports the file instead of replacing it.
     ///
     /// # Errors
     ///
-    /// The rendering error, as one line.
+    /// The installed file cannot be read, or the rendering error, as one line.
     pub fn preview(&self, settings: &KmsSettings) -> Result<Option<Rendered>, String> {
-        let trusted = self.trusted.lock().expect("trusted file lock").clone();
-        let installed = Installed::from_bytes(trusted.map(|bytes| bytes.to_vec()), self.version);
-        let installed = match installed {
-            Installed::Unparseable { .. } => Installed::Nothing,
+        let installation =
+            Installation::read(&self.file, self.version).map_err(|err| error_chain(&err))?;
+        let start = match installation.start() {
+            Installed::Unparseable { .. } => &Installed::Nothing,
             readable => readable,
         };
-        drift::desired(settings, self.version, &installed).map_err(|err| error_chain(&err))
+        drift::desired(settings, self.version, start).map_err(|err| error_chain(&err))
     }
 
     /// The installed file.
@@ -211,11 +212,8 @@ pub struct Reconciler {
     triggers: mpsc::UnboundedReceiver<Trigger>,
     sender: mpsc::UnboundedSender<Trigger>,
     reports: watch::Sender<Arc<Report>>,
-    /// The file a full pass last installed or verified; repairs restore it and renders start
-    /// from it. Before the first pass, whatever is installed.
-    trusted: Arc<Mutex<Option<Arc<[u8]>>>>,
-    /// The file a full pass last installed or verified: what a repair restores.
-    restorable: Option<Arc<[u8]>>,
+    /// `sha256:<hex>` of the file a full pass of this process last installed or verified.
+    installed_hash: Option<String>,
     on_change_lock: Arc<tokio::sync::Mutex<()>>,
     /// The last preflight that found the host ready, with the hash of the file it cleared.
     ready: Option<(String, Preflight)>,
@@ -248,20 +246,11 @@ impl Reconciler {
         metrics: Metrics,
     ) -> Result<(Self, Handle), InstallError> {
         let file = OwnedFile::new(&options.root, &options.encryption_config)?;
-        let installed = match file.read() {
-            Ok(bytes) => bytes.map(Arc::from),
-            Err(err) => {
-                tracing::warn!(error = format!("{err:#}"), "cannot read the installed file");
-                None
-            }
-        };
-        let trusted = Arc::new(Mutex::new(installed));
         let (sender, triggers) = mpsc::unbounded_channel();
         let (reports, receiver) = watch::channel(Arc::new(Report::pending()));
         let handle = Handle {
             triggers: sender.clone(),
             reports: receiver,
-            trusted: trusted.clone(),
             version: options.kubernetes_version,
             file: file.clone(),
         };
@@ -273,8 +262,7 @@ impl Reconciler {
             triggers,
             sender,
             reports,
-            trusted,
-            restorable: None,
+            installed_hash: None,
             on_change_lock: Arc::default(),
             ready: None,
         };
@@ -286,13 +274,18 @@ impl Reconciler {
         let mut watcher = self.new_watcher();
         let mut resync = tokio::time::interval(self.options.resync);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: the pass at start, before any trigger is looked at, so
+        // that a revision stored meanwhile gets one pass, not two racing for the report.
+        resync.tick().await;
+        self.full_pass(Pass::Resync).await;
+        self.watch_dir(&mut watcher);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = resync.tick() => self.full_pass(Pass::Resync).await,
                 Some(trigger) = self.triggers.recv() => match trigger {
-                    Trigger::Changed => self.full_pass(Pass::Changed).await,
+                    Trigger::Changed => self.changed_pass().await,
                     Trigger::FileEvent => {
                         // An editor's save is several events; one check covers them all. A new
                         // revision queued behind them still gets its full pass.
@@ -302,7 +295,7 @@ impl Reconciler {
                         }
                         self.repair().await;
                         if changed {
-                            self.full_pass(Pass::Changed).await;
+                            self.changed_pass().await;
                         }
                     }
                 },
@@ -310,6 +303,19 @@ impl Reconciler {
             self.watch_dir(&mut watcher);
         }
         tracing::debug!("reconciler stopped");
+    }
+
+    /// A full pass for a newly stored revision, unless a pass already worked from the newest
+    /// one: several revisions stored in a row need one pass, and a second would only replace
+    /// the report of the first with "unchanged".
+    async fn changed_pass(&mut self) {
+        let newest = self.store.lock().await.current().map(|current| current.meta.revision);
+        let covered = self.reports.borrow().revision;
+        if newest.is_some() && covered >= newest {
+            tracing::debug!(config.revision = covered, "the last pass already covers the revision");
+            return;
+        }
+        self.full_pass(Pass::Changed).await;
     }
 
     fn new_watcher(&self) -> Option<notify::RecommendedWatcher> {
@@ -399,17 +405,17 @@ impl Reconciler {
         };
         report.kms_enabled = settings.enabled;
 
-        // Until this process installed a file, the transition starts from whatever is on disk
-        // now, so a broken file that the operator fixed or removed counts as fixed.
-        let trusted = match &self.restorable {
-            Some(bytes) => Some(bytes.clone()),
-            None => match self.file.read() {
-                Ok(bytes) => bytes.map(Arc::from),
-                Err(err) => return failed(report, error_chain(&err)),
-            },
+        // The transition starts from the recorded file after a hand edit; without a record,
+        // from whatever is on disk now, so a broken file that the operator fixed or removed
+        // counts as fixed.
+        let file = self.file.clone();
+        let read = tokio::task::spawn_blocking(move || Installation::read(&file, version)).await;
+        let installation = match read {
+            Ok(Ok(installation)) => installation,
+            Ok(Err(err)) => return failed(report, error_chain(&err)),
+            Err(err) => return failed(report, format!("reading task failed: {err}")),
         };
-        self.trusted.lock().expect("trusted file lock").clone_from(&trusted);
-        let rendered = match desired(&settings, version, trusted.as_deref(), &self.file) {
+        let rendered = match desired(&settings, version, &installation, &self.file) {
             Ok(Some(rendered)) => rendered,
             Ok(None) => {
                 self.metrics.plugin_healthy.set(-1);
@@ -421,7 +427,8 @@ impl Reconciler {
             Err(message) => return failed(report, message),
         };
         report.desired_hash = Some(rendered.hash.clone());
-        report.warnings.clone_from(&rendered.warnings);
+        report.warnings.clone_from(&installation.warnings);
+        report.warnings.extend(rendered.warnings.iter().cloned());
         report.desired = Some(Arc::from(rendered.yaml.as_slice()));
         report.desired_config = Some(Arc::new(rendered.config.clone()));
 
@@ -478,7 +485,7 @@ impl Reconciler {
     /// asks the plugin again either way.
     fn still_ready(&self, pass: Pass, rendered: &Rendered) -> Option<Preflight> {
         let (hash, checked) = self.ready.as_ref()?;
-        let installed = self.restorable.as_deref() == Some(rendered.yaml.as_slice());
+        let installed = self.installed_hash.as_ref() == Some(&rendered.hash);
         (pass == Pass::Changed && installed && *hash == rendered.hash).then(|| checked.clone())
     }
 
@@ -501,7 +508,8 @@ impl Reconciler {
         checked
     }
 
-    /// Installs `bytes` and trusts them from now on.
+    /// Installs `bytes`; the record beside the file then holds them, for repairs and for the
+    /// next transition.
     async fn install(&mut self, bytes: &[u8]) -> Result<InstallOutcome, String> {
         let file = self.file.clone();
         let owned = bytes.to_vec();
@@ -509,9 +517,7 @@ impl Reconciler {
             .await
             .map_err(|err| format!("install task failed: {err}"))?
             .map_err(|err| error_chain(&err))?;
-        let bytes: Arc<[u8]> = Arc::from(bytes);
-        *self.trusted.lock().expect("trusted file lock") = Some(bytes.clone());
-        self.restorable = Some(bytes);
+        self.installed_hash = Some(kms_render::config_hash(bytes));
         Ok(outcome)
     }
 
@@ -521,13 +527,25 @@ impl Reconciler {
         matches!(self.file.read(), Ok(Some(read)) if read == bytes)
     }
 
-    /// Puts the last installed file back when the one on disk differs from it in bytes or mode.
+    /// Puts the recorded file back when the one on disk differs from it in bytes or mode.
     /// The file is written like an install, but the previous version kept for rollback stays.
     #[tracing::instrument(name = "repair", skip_all)]
     async fn repair(&mut self) {
-        // Only a file this process installed or verified is restored, never one merely found at
-        // start, which may be broken and fixed by hand since.
-        let Some(trusted) = self.restorable.clone() else { return };
+        // Only a file ucp-kms installed or verified is restored, never one it merely found,
+        // which may be broken and fixed by hand since: such a file has no record.
+        let file = self.file.clone();
+        let on_disk = match tokio::task::spawn_blocking(move || file.read_on_disk()).await {
+            Ok(Ok(on_disk)) => on_disk,
+            Ok(Err(err)) => {
+                tracing::error!(error = %error_chain(&err), "cannot read the installed file");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "reading task failed");
+                return;
+            }
+        };
+        let Some(trusted) = on_disk.recorded else { return };
         let started = Instant::now();
         let Some(difference) = difference(self.file.path(), &trusted) else { return };
         let file = self.file.clone();
@@ -571,15 +589,15 @@ impl Reconciler {
     }
 }
 
-/// The file `settings` call for, rendered with the transition from the trusted file.
+/// The file `settings` call for, rendered with the transition from where `installation`
+/// starts.
 fn desired(
     settings: &KmsSettings,
     version: KubeVersion,
-    trusted: Option<&[u8]>,
+    installation: &Installation,
     file: &OwnedFile,
 ) -> Result<Option<Rendered>, String> {
-    let installed = Installed::from_bytes(trusted.map(<[u8]>::to_vec), version);
-    drift::desired(settings, version, &installed).map_err(|err| match err {
+    drift::desired(settings, version, installation.start()).map_err(|err| match err {
         DriftError::Unparseable { .. } => format!(
             "\"{}\": {err}; fix or remove it so that no provider that wrote data is dropped",
             file.path().display()

@@ -734,3 +734,58 @@ fn a_removed_directory_comes_back_with_the_next_resync() {
     });
     assert!(repaired);
 }
+
+/// The text of an EncryptionConfiguration without the kms provider named `name`.
+fn without_provider(yaml: &str, name: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let at = lines.iter().position(|line| line.trim() == format!("name: {name}")).unwrap();
+    let start = (0..at).rev().find(|&i| lines[i].trim_start().starts_with("- kms:")).unwrap();
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let end = (at..lines.len())
+        .find(|&i| lines[i].len() - lines[i].trim_start().len() <= indent)
+        .unwrap_or(lines.len());
+    let kept: Vec<&str> = lines[..start].iter().chain(&lines[end..]).copied().collect();
+    kept.join("\n") + "\n"
+}
+
+#[test]
+fn a_provider_kept_for_reads_deleted_while_the_server_is_down_is_restored() {
+    let sandbox = Sandbox::new();
+    let _plugin = Plugin::start(kms_mount::install::under_root(&sandbox.root(), Path::new(SOCKET)));
+    let token = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let config = sandbox.dir.path().join("kms.toml");
+    let config_arg = config.display().to_string();
+    let server = Server::start(&sandbox.args());
+    let put_url = server.url("/api/ucp/config-toml");
+    for name in ["vault", "vault2"] {
+        std::fs::write(&config, kms_config().replace("\"vault\"", &format!("\"{name}\""))).unwrap();
+        let (status, body) =
+            curl(&["-X", "PUT", "-H", &token, "--upload-file", &config_arg, &put_url]);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("installed EncryptionConfiguration"), "{body}");
+    }
+    assert!(server.terminate().success());
+
+    let installed = sandbox.installed();
+    let yaml = std::fs::read_to_string(&installed).unwrap();
+    assert!(yaml.contains("name: vault\n") && yaml.contains("name: vault2\n"), "{yaml}");
+    let previous = std::fs::read_to_string(installed.with_extension("yaml.previous")).unwrap();
+    std::fs::write(&installed, without_provider(&yaml, "vault")).unwrap();
+
+    // The server remembers what it installed across the restart, and undoes the edit.
+    let server = Server::start(&sandbox.args());
+    let restored = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&installed).is_ok_and(|now| now == yaml)
+    });
+    assert!(
+        restored,
+        "{}\n{}",
+        std::fs::read_to_string(&installed).unwrap(),
+        server.log().join("\n")
+    );
+    let kept = std::fs::read_to_string(installed.with_extension("yaml.previous")).unwrap();
+    assert_eq!(kept, previous, "the hand edit never becomes the version kept for rollback");
+    let (_, status_json) = curl(&["-H", &token, &server.url("/api/kms/status")]);
+    let status_json: serde_json::Value = serde_json::from_str(&status_json).unwrap();
+    assert_eq!(status_json["drift"], false, "{status_json}");
+}

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use kms_mount::drift::{self, DriftError, Installed};
+use kms_mount::drift::{self, DriftError, Installation, Installed};
 use kms_mount::install::{InstallOutcome, OwnedFile, PREVIOUS_SUFFIX};
 use kms_mount::plan::{Plan, PlanOptions, plan};
 use kms_mount::preflight::{PreflightOptions, SocketCheck, check_kept_sockets, preflight};
@@ -96,10 +96,14 @@ pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outco
         ..Report::default()
     };
 
-    let installed = Installed::read(&file, version)?;
+    // After a hand edit the transition starts from the file ucp-kms last installed, so the
+    // edit is undone rather than built on.
+    let installation = Installation::read(&file, version)?;
+    let installed = &installation.installed;
     report.installed_hash = installed.bytes().map(kms_render::config_hash);
-    let Some(rendered) = desired(&settings, version, &installed, args.force, &file, &mut report)
-    else {
+    report.warnings.extend(installation.warnings.iter().cloned());
+    let start = installation.start();
+    let Some(rendered) = desired(&settings, version, start, args.force, &file, &mut report) else {
         return finish(report, &file, global.output);
     };
     report.desired_hash = Some(rendered.hash.clone());
@@ -165,7 +169,7 @@ pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outco
     finish(report, &file, global.output)
 }
 
-/// The file to install, rendered with the transition from the installed one; `None` when
+/// The file to install, rendered with the transition from `installed`; `None` when
 /// there is nothing to install or it cannot be rendered (the report says why).
 fn desired(
     settings: &kms_model::KmsSettings,

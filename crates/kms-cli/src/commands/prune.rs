@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use kms_model::LintOptions;
-use kms_mount::drift::{self, Installed};
+use kms_mount::drift::{self, Installation, Installed};
 use kms_mount::install::{InstallOutcome, PREVIOUS_SUFFIX};
 use serde::Serialize;
 
@@ -67,16 +67,17 @@ pub(crate) fn run(args: &PruneArgs, global: &GlobalArgs) -> anyhow::Result<Outco
         return Ok(Outcome::No);
     };
 
-    let installed = Installed::read(&file, version)?;
+    let installation = Installation::read(&file, version)?;
+    let installed = &installation.installed;
     report.installed_hash = installed.bytes().map(kms_render::config_hash);
-    let Installed::Parsed { bytes, config } = &installed else {
+    let Installed::Parsed { bytes, config } = installed else {
         report.problems.push(match installed {
             Installed::Nothing => {
                 format!("nothing is installed at {}: nothing to prune", report.path)
             }
             _ => format!(
                 "refusing to prune: {}",
-                drift::desired(&settings, version, &installed).err().map_or_else(
+                drift::desired(&settings, version, installed).err().map_or_else(
                     || "the installed file cannot be decoded".to_owned(),
                     |err| err.to_string()
                 )
@@ -85,8 +86,9 @@ pub(crate) fn run(args: &PruneArgs, global: &GlobalArgs) -> anyhow::Result<Outco
         return finish(&report, global.output);
     };
 
-    // Pruning a file that is not the desired one would keep a writer that never wrote.
-    match drift::desired(&settings, version, &installed) {
+    // Pruning a file that is not the desired one would keep a writer that never wrote, or
+    // build on a hand edit.
+    match drift::desired(&settings, version, installation.start()) {
         Ok(Some(desired)) if desired.yaml == *bytes => {}
         Ok(_) => {
             report.problems.push(format!(

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use kms_mount::drift::Installed;
+use kms_mount::drift::Installation;
 use kms_mount::preflight::{PreflightOptions, preflight};
 use kms_mount::status::{Status, StatusOptions};
 
@@ -31,7 +31,7 @@ pub(crate) fn run(args: &StatusArgs, global: &GlobalArgs) -> anyhow::Result<Outc
         return Ok(Outcome::No);
     };
     let file = args.target.owned_file()?;
-    let installed = Installed::read(&file, version)?;
+    let installation = Installation::read(&file, version)?;
     let options = PreflightOptions {
         root: args.target.root.clone(),
         encryption_config: args.target.encryption_config.clone(),
@@ -43,7 +43,7 @@ pub(crate) fn run(args: &StatusArgs, global: &GlobalArgs) -> anyhow::Result<Outc
         encryption_config: file.host_path().to_path_buf(),
         repair: Some("run ucp-kms apply".to_owned()),
     };
-    let report = Status::assemble(&settings, version, &installed, &checked, &options);
+    let report = Status::assemble(&settings, version, &installation, &checked, &options);
 
     let outcome = if report.is_ok() { Outcome::Yes } else { Outcome::No };
     match global.output {
