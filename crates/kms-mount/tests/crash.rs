@@ -147,7 +147,10 @@ fn sigkill_leaves_the_old_or_the_new_file() {
             ".encryption-config.yaml.ucp-kms",
         ];
         if !owned.contains(&name.as_str()) {
-            assert!(name.starts_with(".encryption-config.yaml"), "unexpected file {name:?}");
+            // `.<name>.ucp-kms-<random>.tmp` of the file, its previous version or its record.
+            let temporary = name.starts_with(".encryption-config.yaml")
+                || name.starts_with("..encryption-config.yaml.ucp-kms");
+            assert!(temporary && name.ends_with(".tmp"), "unexpected file {name:?}");
             leftovers += 1;
         }
     }
