@@ -9,7 +9,7 @@
 use kms_model::encryption::{Key, ProviderConfiguration};
 use kms_model::{EncryptionConfiguration, KmsSettings, KubeVersion, LintError};
 use kms_render::{RenderError, Rendered};
-use similar::TextDiff;
+use similar::{ChangeTag, TextDiff};
 
 use crate::install::{InstallError, OnDisk, OwnedFile};
 
@@ -206,16 +206,71 @@ pub fn compare(installed: Option<&[u8]>, desired: Option<&[u8]>) -> Drift {
 /// A unified diff of two files, `--- old_name` / `+++ new_name`, three lines of context.
 ///
 /// Key material never shows: the value of every `secret` key (a local provider's key) reads
-/// `REDACTED`. A changed key still shows as a removed and an added line.
+/// `REDACTED`, also when a hand edit spread it over several lines (a block scalar, a quoted or
+/// plain scalar continued below its key): every line below such a key that is indented deeper
+/// reads `REDACTED` too. A changed key still shows as a removed and an added line.
 pub fn unified_diff(old: &[u8], new: &[u8], old_name: &str, new_name: &str) -> String {
     let old = String::from_utf8_lossy(old);
     let new = String::from_utf8_lossy(new);
-    let diff = TextDiff::from_lines(old.as_ref(), new.as_ref())
-        .unified_diff()
-        .context_radius(3)
-        .header(old_name, new_name)
-        .to_string();
-    diff.split_inclusive('\n').map(redact_secrets).collect()
+    let diff = TextDiff::from_lines(old.as_ref(), new.as_ref());
+    // Redacted with the whole file in view, so a continuation line is known as one even when
+    // its key is outside the hunk's context.
+    let old_lines = redact_lines(diff.iter_old_slices());
+    let new_lines = redact_lines(diff.iter_new_slices());
+    let mut out = String::new();
+    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+        if out.is_empty() {
+            out.push_str(&format!("--- {old_name}\n+++ {new_name}\n"));
+        }
+        out.push_str(&format!("{}\n", hunk.header()));
+        for change in hunk.iter_changes() {
+            let line = match change.tag() {
+                ChangeTag::Delete => change.old_index().map(|at| &old_lines[at]),
+                ChangeTag::Equal | ChangeTag::Insert => change.new_index().map(|at| &new_lines[at]),
+            };
+            out.push_str(&change.tag().to_string());
+            out.push_str(line.map_or("", String::as_str));
+            if change.missing_newline() {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+    }
+    out
+}
+
+/// The lines of a file with key material redacted: the value of every `secret` key, and every
+/// non-empty line below one whose value goes on there that is indented deeper than the key.
+fn redact_lines<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<String> {
+    // The column of a `secret` key whose value continues on the lines below.
+    let mut continued: Option<usize> = None;
+    let mut redacted = Vec::new();
+    for line in lines {
+        let indent = line.len() - line.trim_start().len();
+        if line.trim().is_empty() {
+            redacted.push(line.to_owned());
+            continue;
+        }
+        if continued.is_some_and(|column| indent > column) {
+            let ending = &line[line.trim_end_matches(['\n', '\r']).len()..];
+            redacted.push(format!("{}REDACTED{ending}", &line[..indent]));
+            continue;
+        }
+        continued = continued_secret(line);
+        redacted.push(redact_secrets(line));
+    }
+    redacted
+}
+
+/// The column of the `secret` key of `content` when its value goes on below it: nothing after
+/// the colon, a block scalar (`|`, `>-`), or a quoted scalar left open.
+fn continued_secret(content: &str) -> Option<usize> {
+    let value_start = secret_value_start(content)?;
+    let value = content[value_start..].trim();
+    let value = value.split(" #").next().unwrap_or_default().trim();
+    let open_quote = |quote: char| value.starts_with(quote) && !value[1..].contains(quote);
+    let continues =
+        value.is_empty() || value.starts_with(['|', '>']) || open_quote('"') || open_quote('\'');
+    continues.then(|| content.find("secret").unwrap_or_default())
 }
 
 /// `secret: c2VjcmV0` as `secret: REDACTED`, in block style, flow style (`{name: k, secret: x}`)
@@ -384,6 +439,52 @@ mod tests {
         assert_eq!(redact_secrets("  name: secretbox-key\n"), "  name: secretbox-key\n");
         assert_eq!(redact_secrets("- secretbox:\n"), "- secretbox:\n");
         assert_eq!(redact_secrets("-  secret: x\n"), "-  secret: REDACTED\n");
+    }
+
+    #[test]
+    fn diffs_never_show_key_material_spread_over_lines() {
+        let old = b"keys:\n- name: key1\n  secret: c2VjcmV0LW9uZQ==\nother: 1\n";
+        let forms: [&[u8]; 4] = [
+            b"keys:\n- name: key1\n  secret: |\n    c2VjcmV0LXR3bw==\n    bW9yZQ==\nother: 2\n",
+            b"keys:\n- name: key1\n  secret: >-\n    c2VjcmV0LXR3bw==\nother: 2\n",
+            b"keys:\n- name: key1\n  secret:\n    c2VjcmV0LXR3bw==\nother: 2\n",
+            b"keys:\n- name: key1\n  secret: \"c2VjcmV0\n    LXR3bw==\"\nother: 2\n",
+        ];
+        for new in forms {
+            for diff in [unified_diff(old, new, "a", "b"), unified_diff(new, old, "a", "b")] {
+                for leak in ["c2VjcmV0", "LXR3bw", "bW9yZQ"] {
+                    assert!(!diff.contains(leak), "{diff}");
+                }
+                assert!(diff.contains("other: 2\n"), "{diff}");
+            }
+        }
+        // A key's siblings and what follows the secret stay readable.
+        let diff = unified_diff(old, forms[0], "a", "b");
+        assert!(diff.contains("\n+    REDACTED\n"), "{diff}");
+        assert!(diff.contains("\n-other: 1\n"), "{diff}");
+        assert!(diff.contains(" - name: key1\n"), "{diff}");
+
+        // A change deep in a long block scalar, its key beyond the hunk's context.
+        let lines: String = (0..10).map(|i| format!("    bGluZS{i}\n")).collect();
+        let long_old = format!("keys:\n- name: key1\n  secret: |\n{lines}other: 1\n");
+        let long_new = long_old.replace("bGluZS7", "Y2hhbmdl");
+        let diff = unified_diff(long_old.as_bytes(), long_new.as_bytes(), "a", "b");
+        assert!(!diff.contains("bGluZS") && !diff.contains("Y2hhbmdl"), "{diff}");
+        assert!(!diff.contains("secret"), "the key is outside the context: {diff}");
+        assert!(diff.contains("\n-    REDACTED\n+    REDACTED\n"), "{diff}");
+    }
+
+    #[test]
+    fn without_key_material_the_diff_is_the_plain_unified_diff() {
+        for (old, new) in [("x\ny\nz\n", "x\nq\nz\n"), ("x\ny\nz", "x\nq\nz"), ("a\n", "")] {
+            let plain = TextDiff::from_lines(old, new)
+                .unified_diff()
+                .context_radius(3)
+                .header("installed", "desired")
+                .to_string();
+            assert_eq!(unified_diff(old.as_bytes(), new.as_bytes(), "installed", "desired"), plain);
+        }
+        assert_eq!(unified_diff(b"same\n", b"same\n", "a", "b"), "");
     }
 
     #[test]
