@@ -689,6 +689,11 @@ fn a_hand_deleted_provider_kept_for_reads_is_drift_and_apply_restores_it() {
 
     let applied_again = host.run("apply", &[]);
     assert_eq!(code(&applied_again), 0, "{}", stderr(&applied_again));
+    assert!(
+        stdout(&applied_again).contains("the hand edit is not kept"),
+        "{}",
+        stdout(&applied_again)
+    );
     assert_eq!(fs::read_to_string(host.path(INSTALLED)).unwrap(), applied);
     assert_eq!(
         fs::read_to_string(host.path(PREVIOUS)).unwrap(),

@@ -107,9 +107,12 @@ pub enum InstallOutcome {
     Unchanged,
     /// There was no file; it was created.
     Created,
-    /// The file was replaced. By [`OwnedFile::install`], its former bytes are kept as the
-    /// previous version; by [`OwnedFile::restore`], they are dropped.
+    /// The file was replaced; its former bytes are kept as the previous version.
     Replaced,
+    /// The file was put back to the given bytes, undoing an outside change (an edit or a
+    /// deletion): by [`OwnedFile::restore`], or by [`OwnedFile::install`] of the bytes ucp-kms
+    /// last installed. The previous version was left alone.
+    Restored,
 }
 
 /// The installed EncryptionConfiguration, the previous version kept beside it, and the record
@@ -304,7 +307,9 @@ impl OwnedFile {
         }
         write_atomically(&self.path, bytes, FILE_MODE)?;
         self.write_record(bytes)?;
-        let outcome = if on_disk.installed.is_some() {
+        let outcome = if on_disk.trusted() == Some(bytes) {
+            InstallOutcome::Restored
+        } else if on_disk.installed.is_some() {
             InstallOutcome::Replaced
         } else {
             InstallOutcome::Created
@@ -340,14 +345,8 @@ impl OwnedFile {
         }
         write_atomically(&self.path, bytes, FILE_MODE)?;
         self.write_record(bytes)?;
-        let outcome =
-            if current.is_some() { InstallOutcome::Replaced } else { InstallOutcome::Created };
-        tracing::info!(
-            config.path = %self.path.display(),
-            outcome = ?outcome,
-            "restored encryption configuration"
-        );
-        Ok(outcome)
+        tracing::info!(config.path = %self.path.display(), "restored encryption configuration");
+        Ok(InstallOutcome::Restored)
     }
 
     /// Swaps the installed file and the previous version, records the bytes now installed, and

@@ -240,7 +240,7 @@ fn restore_repairs_a_hand_edit_and_keeps_the_previous_version() {
 
     fs::write(file.path(), b"# edited by hand\n").unwrap();
     fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644)).unwrap();
-    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Replaced);
+    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Restored);
     assert_eq!(file.read().unwrap().unwrap(), SECOND);
     assert_eq!(mode(file.path()), 0o600);
     assert_eq!(file.read_previous().unwrap().unwrap(), FIRST, "the hand edit is no rollback copy");
@@ -252,7 +252,7 @@ fn restore_repairs_a_hand_edit_and_keeps_the_previous_version() {
     assert_eq!(mode(file.path()), 0o600);
 
     fs::remove_file(file.path()).unwrap();
-    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Created);
+    assert_eq!(file.restore(SECOND).unwrap(), InstallOutcome::Restored);
     assert_eq!(file.read().unwrap().unwrap(), SECOND);
     assert_eq!(file.read_previous().unwrap().unwrap(), FIRST);
 }
@@ -261,7 +261,7 @@ fn restore_repairs_a_hand_edit_and_keeps_the_previous_version() {
 fn restore_creates_a_private_directory() {
     let root = tempfile::tempdir().unwrap();
     let file = owned(root.path());
-    assert_eq!(file.restore(FIRST).unwrap(), InstallOutcome::Created);
+    assert_eq!(file.restore(FIRST).unwrap(), InstallOutcome::Restored);
     assert_eq!(mode(file.path()), 0o600);
     assert_eq!(mode(file.dir()), 0o700);
     assert!(!file.previous_path().exists());
@@ -338,7 +338,7 @@ fn a_hand_edit_reads_as_one_and_is_never_the_rollback_copy() {
 
     // Installing the recorded bytes over an edit is a repair: the previous version stays.
     fs::write(file.path(), HAND_EDIT).unwrap();
-    assert_eq!(file.install(SECOND).unwrap(), InstallOutcome::Replaced);
+    assert_eq!(file.install(SECOND).unwrap(), InstallOutcome::Restored);
     assert_eq!(file.read().unwrap().unwrap(), SECOND);
     assert_eq!(file.read_previous().unwrap().unwrap(), FIRST);
 

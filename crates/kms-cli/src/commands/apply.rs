@@ -50,6 +50,9 @@ enum Applied {
     Created,
     /// The file was replaced; the former one is the previous version.
     Replaced,
+    /// A hand edit or deletion was undone: the file ucp-kms installed is back, and the previous
+    /// version is unchanged.
+    Restored,
     /// The file already held the desired bytes.
     Unchanged,
     /// `--dry-run`: there is no file; it would be installed.
@@ -162,6 +165,7 @@ pub(crate) fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<Outco
         match file.install(&rendered.yaml)? {
             InstallOutcome::Created => Applied::Created,
             InstallOutcome::Replaced => Applied::Replaced,
+            InstallOutcome::Restored => Applied::Restored,
             InstallOutcome::Unchanged => Applied::Unchanged,
         }
     };
@@ -241,6 +245,10 @@ fn finish(report: Report, file: &OwnedFile, output: OutputFormat) -> anyhow::Res
                 writeln!(stdout, "the previous version is kept as {path}{PREVIOUS_SUFFIX}")?;
             }
         }
+        Applied::Restored => writeln!(
+            stdout,
+            "restored {path} ({hash}), the file ucp-kms installed; the hand edit is not kept"
+        )?,
         Applied::Unchanged => writeln!(stdout, "{path} already holds the desired file ({hash})")?,
         Applied::WouldCreate | Applied::WouldReplace => {
             writeln!(stdout, "dry run: would install {path} ({hash}); nothing written")?;
