@@ -13,7 +13,9 @@ use kms_mount::status::PluginHealth;
 use kms_render::Rendered;
 use serde::Serialize;
 
-use super::host::{MountModeArg, TargetArgs, block_on, chain, load_settings, write_plan_text};
+use super::host::{
+    MountModeArg, TargetArgs, block_on, chain, load_settings, print_notes, write_plan_text,
+};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output::print_json;
@@ -224,15 +226,7 @@ fn finish(report: Report, file: &OwnedFile, output: OutputFormat) -> anyhow::Res
         return Ok(outcome);
     }
 
-    {
-        let mut stderr = io::stderr().lock();
-        for warning in &report.warnings {
-            writeln!(stderr, "warning: {warning}")?;
-        }
-        for problem in &report.problems {
-            writeln!(stderr, "error: {problem}")?;
-        }
-    }
+    print_notes(&report.warnings, &report.problems)?;
 
     let mut stdout = io::stdout().lock();
     stdout.write_all(report.diff.as_bytes())?;

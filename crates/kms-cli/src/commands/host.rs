@@ -113,9 +113,17 @@ pub(crate) fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
 
 /// Prints `warning: <message>` lines on stderr.
 pub(crate) fn print_warnings(warnings: &[String]) -> io::Result<()> {
+    print_notes(warnings, &[])
+}
+
+/// Prints `warning: <message>` lines, then `error: <message>` lines, on stderr.
+pub(crate) fn print_notes(warnings: &[String], problems: &[String]) -> io::Result<()> {
     let mut stderr = io::stderr().lock();
     for warning in warnings {
         writeln!(stderr, "warning: {warning}")?;
+    }
+    for problem in problems {
+        writeln!(stderr, "error: {problem}")?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use kms_mount::drift::{self, Installation, Installed};
 use kms_mount::install::{InstallOutcome, PREVIOUS_SUFFIX};
 use serde::Serialize;
 
-use super::host::{TargetArgs, chain, load_settings};
+use super::host::{TargetArgs, chain, load_settings, print_notes};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output::print_json;
@@ -128,10 +128,7 @@ fn finish(report: &Report, output: OutputFormat) -> anyhow::Result<Outcome> {
         return Ok(outcome);
     }
     if !report.problems.is_empty() {
-        let mut stderr = io::stderr().lock();
-        for problem in &report.problems {
-            writeln!(stderr, "error: {problem}")?;
-        }
+        print_notes(&[], &report.problems)?;
         return Ok(outcome);
     }
 

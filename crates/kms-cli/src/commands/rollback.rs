@@ -8,7 +8,7 @@ use kms_mount::drift;
 use kms_mount::install::{InstallError, PREVIOUS_SUFFIX};
 use serde::Serialize;
 
-use super::host::TargetArgs;
+use super::host::{TargetArgs, print_notes};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output::print_json;
@@ -127,15 +127,7 @@ fn finish(report: &Report, output: OutputFormat) -> anyhow::Result<Outcome> {
         print_json(report)?;
         return Ok(outcome);
     }
-    {
-        let mut stderr = io::stderr().lock();
-        for warning in &report.warnings {
-            writeln!(stderr, "warning: {warning}")?;
-        }
-        for problem in &report.problems {
-            writeln!(stderr, "error: {problem}")?;
-        }
-    }
+    print_notes(&report.warnings, &report.problems)?;
     if report.rolled_back {
         let mut stdout = io::stdout().lock();
         stdout.write_all(report.diff.as_bytes())?;

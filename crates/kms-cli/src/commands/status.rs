@@ -9,7 +9,7 @@ use kms_mount::drift::Installation;
 use kms_mount::preflight::{PreflightOptions, preflight};
 use kms_mount::status::{Status, StatusOptions};
 
-use super::host::{TargetArgs, block_on, load_settings};
+use super::host::{TargetArgs, block_on, load_settings, print_warnings};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat};
 use crate::output::print_json;
@@ -73,9 +73,6 @@ fn print_text(report: &Status) -> io::Result<()> {
     out.flush()?;
     drop(out);
 
-    let mut stderr = io::stderr().lock();
-    for warning in &report.warnings {
-        writeln!(stderr, "warning: {warning}")?;
-    }
+    print_warnings(&report.warnings)?;
     Ok(())
 }
