@@ -118,7 +118,9 @@ pub fn router(state: AppState) -> Router {
                 .on_request(())
                 .on_response(|response: &Response, latency: Duration, span: &Span| {
                     span.record("http.status", response.status().as_u16());
-                    span.record("http.latency_ms", latency.as_secs_f64() * 1000.0);
+                    // Microseconds are the finest step worth reading; more digits are float noise in logs.
+                    let latency_ms = (latency.as_secs_f64() * 1e6).round() / 1e3;
+                    span.record("http.latency_ms", latency_ms);
                     // A span the filter disabled has no metadata; its event is quiet too.
                     let quiet = span.is_disabled()
                         || span.metadata().is_some_and(|m| *m.level() == tracing::Level::DEBUG);
