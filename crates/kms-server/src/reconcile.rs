@@ -409,12 +409,12 @@ impl Reconciler {
         // from whatever is on disk now, so a broken file that the operator fixed or removed
         // counts as fixed.
         let file = self.file.clone();
-        let read = tokio::task::spawn_blocking(move || Installation::read(&file, version)).await;
-        let installation = match read {
-            Ok(Ok(installation)) => installation,
+        let on_disk = match tokio::task::spawn_blocking(move || file.read_on_disk()).await {
+            Ok(Ok(on_disk)) => on_disk,
             Ok(Err(err)) => return failed(report, error_chain(&err)),
             Err(err) => return failed(report, format!("reading task failed: {err}")),
         };
+        let installation = Installation::from_on_disk(on_disk.clone(), version, &self.file);
         let rendered = match desired(&settings, version, &installation, &self.file) {
             Ok(Some(rendered)) => rendered,
             Ok(None) => {
@@ -448,8 +448,19 @@ impl Reconciler {
             return finish(report);
         }
 
-        let installed = self.install(&rendered.yaml).await;
-        if installed.is_ok() && !self.verify(&rendered.yaml) {
+        // A new revision that renders the file already installed and recorded, as just read,
+        // writes nothing: the install would only read both files again and the verify once
+        // more. Loosened modes are the watcher's and the resync's to put back.
+        let in_place = pass == Pass::Changed
+            && on_disk.installed.as_deref() == Some(rendered.yaml.as_slice())
+            && on_disk.recorded.as_deref() == Some(rendered.yaml.as_slice());
+        let installed = if in_place {
+            self.installed_hash = Some(rendered.hash.clone());
+            Ok(InstallOutcome::Unchanged)
+        } else {
+            self.install(&rendered.yaml).await
+        };
+        if !in_place && installed.is_ok() && !self.verify(&rendered.yaml) {
             return failed(
                 report,
                 format!(
