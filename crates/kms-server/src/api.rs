@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -96,8 +96,12 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
                     let route = route_of(request);
-                    // Probes and scrapes come every few seconds; they stay out of the info log.
-                    if matches!(route, "/_ping" | "/healthz" | "/readyz" | "/metrics") {
+                    // Probes and scrapes come every few seconds, and reads of the API can come
+                    // tens of thousands of times a second, where a line each costs a fifth of
+                    // the throughput; they stay out of the info log. Changes keep a line each.
+                    let probe = matches!(route, "/_ping" | "/healthz" | "/readyz" | "/metrics");
+                    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+                    if probe || read {
                         tracing::debug_span!(
                             "request",
                             http.method = %request.method(),
