@@ -23,7 +23,7 @@ use tracing::Span;
 use crate::auth::{Tokens, bearer};
 use crate::error::{AppError, FieldError};
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{self, Outcome};
+use crate::reconcile::{self, Outcome, error_chain};
 use crate::store::{Revision, Source, Store};
 
 /// Content type of UCP configuration documents.
@@ -576,17 +576,6 @@ async fn readyz(State(state): State<AppState>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response()
         }
     }
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

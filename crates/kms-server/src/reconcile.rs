@@ -741,7 +741,7 @@ fn failed(mut report: Report, message: String) -> Report {
 }
 
 /// `err` and its causes, as one line.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
